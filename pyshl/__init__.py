@@ -1,0 +1,9 @@
+"""pyshl: a fast, binary-compatible drop-in for the standard ShareableList.
+
+    from pyshl import ShareableList   # instead of multiprocessing.shared_memory
+"""
+
+from pyshl._codec import SharedMemory, ShareableList, UnsupportedTypeError
+
+__all__ = ["ShareableList", "SharedMemory", "UnsupportedTypeError"]
+__version__ = "0.1.0"

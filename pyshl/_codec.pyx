@@ -1,0 +1,1196 @@
+# cython: language_level=3, boundscheck=True, wraparound=True, cdivision=False
+# cython: embedsignature=True, binding=True
+"""The pyshl core: the ShareableList segment layout, item packing and
+unpacking, C scans, and the shared-memory mapping that backs them.
+
+Segment layout (identical to the standard library's, 3.9+; native byte order):
+
+    0                 int64 n
+    8 + 8k, k=0..n    int64 offset of slot k, relative to the data area
+    DS = 8(n+2)       data area; slot k is [DS+off_k, DS+off_(k+1))
+    F = DS + off_n    n format entries, 8 NUL-padded bytes each
+    C = F + 8n        n int8 codes: 0 number, 1 str, 2 bytes, 3 None
+
+The segment is untrusted: any process may write anything into it.  Attaching
+validates n and off_n against the segment size (O(1)); every access then
+validates exactly the offsets it reads, so no pointer ever leaves the segment.
+"""
+
+from cpython.buffer cimport PyBuffer_FillInfo
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_Clear, PyErr_Occurred, PyErr_SetFromErrnoWithFilenameObject
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
+from cpython.number cimport PyNumber_AsSsize_t
+from cpython.object cimport Py_EQ, PyObject, PyObject_RichCompare, PyObject_RichCompareBool
+from cpython.ref cimport Py_INCREF
+from cpython.slice cimport PySlice_Check
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.math cimport floor, isfinite
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.string cimport memcmp, memcpy, memset
+from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
+from posix.mman cimport shm_open, shm_unlink
+from posix.types cimport mode_t
+from posix.unistd cimport close as c_close
+
+import functools
+import os
+import secrets
+import sys
+import types
+from multiprocessing import shared_memory as _std_shared_memory
+
+cdef extern from "Python.h":
+    # Cython's declarations of these lack the exact-type checks we need.
+    bint PyLong_CheckExact(object o)
+    bint PyFloat_CheckExact(object o)
+    bint PyUnicode_CheckExact(object o)
+    bint PyBytes_CheckExact(object o)
+    const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
+    Py_ssize_t PyLong_AsSsize_t(object o)
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* Slot loads and stores: a single 8-byte access when aligned (every slot
+       the standard library or pyshl writes is), so concurrent readers never
+       see a torn value; byte copies when a foreign segment is misaligned. */
+    static inline int64_t pyshl_load_i64(const char *p) {
+        int64_t v;
+        if (((uintptr_t)p & 7) == 0)
+            return __atomic_load_n((const int64_t *)p, __ATOMIC_RELAXED);
+        memcpy(&v, p, 8);
+        return v;
+    }
+    static inline void pyshl_store_i64(char *p, int64_t v) {
+        if (((uintptr_t)p & 7) == 0)
+            __atomic_store_n((int64_t *)p, v, __ATOMIC_RELAXED);
+        else
+            memcpy(p, &v, 8);
+    }
+    static inline uint64_t pyshl_load_u64(const char *p) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    static inline double pyshl_i64_as_double(int64_t v) {
+        double d;
+        memcpy(&d, &v, 8);
+        return d;
+    }
+    static inline int64_t pyshl_double_as_i64(double d) {
+        int64_t v;
+        memcpy(&v, &d, 8);
+        return v;
+    }
+    /* Are slots k..k+m-1 one contiguous run of 8-byte slots inside the data
+       area, all of format `word` with code 0?  Then return the run's start
+       offset, else -1.  Only the run's two end offsets are read: a numeric
+       slot is at least 8 bytes (item access rejects smaller ones), so m of
+       them spanning exactly 8m bytes are each 8 bytes, and every address
+       used lies inside [start, end], which is checked.  Branch-free loops,
+       so that they vectorise. */
+    static inline int64_t pyshl_regular_run(const char *offsets, const char *formats,
+                                            const char *codes, Py_ssize_t k, Py_ssize_t m,
+                                            uint64_t word, int64_t data_size) {
+        int64_t start, end;
+        uint64_t f, bad = 0;
+        Py_ssize_t i;
+        memcpy(&start, offsets + 8 * k, 8);
+        memcpy(&end, offsets + 8 * (k + m), 8);
+        if (start < 0 || end > data_size || end - start != 8 * (int64_t)m)
+            return -1;
+        for (i = 0; i < m; i++) {
+            memcpy(&f, formats + 8 * (k + i), 8);
+            bad |= f ^ word;
+        }
+        for (i = 0; i < m; i++)
+            bad |= (uint8_t)codes[k + i];
+        return bad ? -1 : start;
+    }
+    static inline Py_ssize_t pyshl_count_i64(const char *p, Py_ssize_t m, int64_t target) {
+        Py_ssize_t i, c = 0;
+        int64_t v;
+        for (i = 0; i < m; i++) { memcpy(&v, p + 8 * i, 8); c += v == target; }
+        return c;
+    }
+    static inline Py_ssize_t pyshl_count_f64(const char *p, Py_ssize_t m, double target) {
+        Py_ssize_t i, c = 0;
+        double v;
+        for (i = 0; i < m; i++) { memcpy(&v, p + 8 * i, 8); c += v == target; }
+        return c;
+    }
+    """
+    int64_t load_i64 "pyshl_load_i64"(const char* p) nogil
+    void store_i64 "pyshl_store_i64"(char* p, int64_t v) nogil
+    uint64_t load_u64 "pyshl_load_u64"(const char* p) nogil
+    double i64_as_double "pyshl_i64_as_double"(int64_t v) nogil
+    int64_t double_as_i64 "pyshl_double_as_i64"(double d) nogil
+    int64_t regular_run "pyshl_regular_run"(const char* offsets, const char* formats,
+                                            const char* codes, Py_ssize_t k, Py_ssize_t m,
+                                            uint64_t word, int64_t data_size) nogil
+    Py_ssize_t count_i64 "pyshl_count_i64"(const char* p, Py_ssize_t m, int64_t target) nogil
+    Py_ssize_t count_f64 "pyshl_count_f64"(const char* p, Py_ssize_t m, double target) nogil
+
+
+# ---------------------------------------------------------------------------
+# Formats and codes
+
+# Item kinds, as decoded from a format entry (or derived from a Python value).
+cdef enum:
+    K_INT = 0      # "q"
+    K_FLOAT = 1    # "d"
+    K_BOOL = 2     # "xxxxxxx?"
+    K_NONE = 3     # "xxxxxx?x"
+    K_BYTES = 4    # "%ds": str and bytes share the format; the code tells them apart
+    K_STR = 5      # only for values: a str being written
+    K_BAD = -1
+
+# The back-transform codes of the standard library.
+cdef enum:
+    CODE_VALUE = 0
+    CODE_STR = 1
+    CODE_BYTES = 2
+    CODE_NONE = 3
+
+# A str/bytes format is at most 8 characters ("9999999s"), and slots are
+# multiples of 8, so the largest slot is 9,999,992 bytes.
+cdef enum:
+    MAX_SLOT = 9999992
+
+cdef uint64_t FMT_Q, FMT_D, FMT_BOOL, FMT_NONE
+
+
+cdef uint64_t _fmt_word(bytes fmt):
+    cdef char buf[8]
+    memset(buf, 0, 8)
+    memcpy(buf, PyBytes_AS_STRING(fmt), PyBytes_GET_SIZE(fmt))
+    return load_u64(buf)
+
+
+FMT_Q = _fmt_word(b"q")
+FMT_D = _fmt_word(b"d")
+FMT_BOOL = _fmt_word(b"xxxxxxx?")
+FMT_NONE = _fmt_word(b"xxxxxx?x")
+
+
+cdef inline int _parse_format(uint64_t word, Py_ssize_t* width) noexcept nogil:
+    """Decode a format entry to its kind; for "Ns" also its width N."""
+    if word == FMT_Q:
+        return K_INT
+    if word == FMT_D:
+        return K_FLOAT
+    if word == FMT_BOOL:
+        return K_BOOL
+    if word == FMT_NONE:
+        return K_NONE
+    cdef char text[8]
+    memcpy(text, &word, 8)
+    cdef Py_ssize_t i = 0, n = 0
+    while i < 7 and c'0' <= text[i] <= c'9':
+        n = n * 10 + (text[i] - c'0')
+        i += 1
+    if text[i] != c's':
+        return K_BAD
+    if i == 0:
+        n = 1  # struct reads a bare "s" as "1s"
+    i += 1
+    while i < 8:
+        if text[i] != 0:
+            return K_BAD
+        i += 1
+    width[0] = n
+    return K_BYTES
+
+
+cdef inline uint64_t _bytes_format(Py_ssize_t width) noexcept nogil:
+    """The format entry "%ds" % width (width <= MAX_SLOT, so it fits 8 bytes)."""
+    cdef char digits[8]
+    cdef char text[8]
+    cdef int nd = 0, i
+    memset(text, 0, 8)
+    if width == 0:
+        digits[0] = c'0'
+        nd = 1
+    while width > 0:
+        digits[nd] = <char>(c'0' + width % 10)
+        width //= 10
+        nd += 1
+    for i in range(nd):
+        text[i] = digits[nd - 1 - i]
+    text[nd] = c's'
+    return load_u64(text)
+
+
+cdef inline int64_t _slot_size(Py_ssize_t nbytes) noexcept nogil:
+    # The standard library's capacity rule: the next multiple of 8 above len.
+    return 8 * (nbytes // 8 + 1)
+
+
+class UnsupportedTypeError(TypeError, KeyError):
+    """An item of a type a ShareableList cannot store.
+
+    A TypeError; also a KeyError, which is what the standard library raised.
+    """
+    __str__ = TypeError.__str__
+
+
+cdef object _unsupported(object value):
+    return UnsupportedTypeError(
+        "ShareableList items must be int, float, bool, str, bytes or None, "
+        "not %r" % type(value).__name__)
+
+
+cdef object _normalise(object value):
+    """Convert an accepted non-builtin value to the builtin type it is stored as.
+
+    int/float/str/bytes subclasses and NumPy scalars are accepted as their
+    Python types; anything else raises UnsupportedTypeError.
+    """
+    if isinstance(value, int):       # bool cannot be subclassed
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bytes):
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.generic):
+        if isinstance(value, np.bool_):
+            return bool(value)
+        if isinstance(value, np.integer):
+            return int(value)
+        if isinstance(value, np.floating) and value.dtype.itemsize <= 8:
+            return float(value)
+    raise _unsupported(value)
+
+
+# A value ready to be written: its kind, its 8 raw bytes (numbers) or its
+# encoded bytes (str/bytes, borrowed from a Python object the caller keeps).
+cdef struct Packed:
+    int kind
+    int64_t raw
+    const char* data
+    Py_ssize_t size
+
+
+cdef int _pack_exact(object value, Packed* out) except -1:
+    """Pack a value of an exact builtin type; return 0 if it is of another type."""
+    cdef int overflow = 0
+    cdef char bool_bytes[8]
+    if PyLong_CheckExact(value):
+        out.kind = K_INT
+        out.raw = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow:
+            raise OverflowError("int %d does not fit in a signed 64-bit slot" % value)
+        return 1
+    if PyFloat_CheckExact(value):
+        out.kind = K_FLOAT
+        out.raw = double_as_i64(PyFloat_AS_DOUBLE(value))
+        return 1
+    if value is True or value is False:
+        # "xxxxxxx?": seven pad bytes, then the flag.
+        memset(bool_bytes, 0, 8)
+        bool_bytes[7] = value is True
+        out.kind = K_BOOL
+        out.raw = <int64_t>load_u64(bool_bytes)
+        return 1
+    if value is None:
+        out.kind = K_NONE
+        out.raw = 0
+        return 1
+    if PyUnicode_CheckExact(value):
+        out.kind = K_STR
+        out.data = PyUnicode_AsUTF8AndSize(value, &out.size)
+        return 1
+    if PyBytes_CheckExact(value):
+        out.kind = K_BYTES
+        out.data = PyBytes_AS_STRING(value)
+        out.size = PyBytes_GET_SIZE(value)
+        return 1
+    return 0
+
+
+cdef inline uint64_t _kind_format(int kind) noexcept nogil:
+    if kind == K_INT:
+        return FMT_Q
+    if kind == K_FLOAT:
+        return FMT_D
+    if kind == K_BOOL:
+        return FMT_BOOL
+    return FMT_NONE
+
+
+cdef inline int _kind_code(int kind) noexcept nogil:
+    if kind == K_STR:
+        return CODE_STR
+    if kind == K_BYTES:
+        return CODE_BYTES
+    if kind == K_NONE:
+        return CODE_NONE
+    return CODE_VALUE
+
+
+# ---------------------------------------------------------------------------
+# Shared memory
+
+cdef class _Mapping:
+    """A shared mapping of a whole segment, unmapped when the last reference goes.
+
+    Every buffer exported from it (memoryviews, NumPy arrays) holds a
+    reference to it, so closing a handle never invalidates a live view and
+    never raises BufferError: close() only stops new exports.
+    """
+    cdef char* addr
+    cdef Py_ssize_t size
+    cdef readonly bint closed
+
+    def __cinit__(self, int fd=-1, Py_ssize_t size=0):
+        self.addr = NULL
+        self.size = 0
+        self.closed = True
+        if fd < 0:
+            return  # the closed placeholder
+        if size <= 0:
+            raise ValueError("cannot map an empty shared memory segment")
+        cdef void* p = mmap(NULL, <size_t>size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        if p == MAP_FAILED:
+            PyErr_SetFromErrnoWithFilenameObject(OSError, None)
+        self.addr = <char*>p
+        self.size = size
+        self.closed = False
+
+    def __dealloc__(self):
+        if self.addr != NULL:
+            munmap(self.addr, <size_t>self.size)
+
+    def __getbuffer__(self, Py_buffer* buffer, int flags):
+        if self.closed:
+            raise ValueError("the shared memory handle is closed")
+        PyBuffer_FillInfo(buffer, self, self.addr, self.size, 0, flags)
+
+    def __releasebuffer__(self, Py_buffer* buffer):
+        pass
+
+    def __len__(self):
+        return self.size
+
+    def close(self):
+        """Refuse new exports; the memory stays mapped while any export lives."""
+        self.closed = True
+
+
+cdef _Mapping _CLOSED = _Mapping()
+
+# glibc's NAME_MAX for the file under /dev/shm.
+cdef Py_ssize_t _NAME_MAX = 255
+
+
+cdef bytes _shm_path(object name):
+    """Validate a segment name and return the path for shm_open."""
+    if not isinstance(name, str):
+        raise TypeError("a shared memory name must be a str, not %r" % type(name).__name__)
+    stem = name.lstrip("/")
+    if not stem:
+        raise ValueError("a shared memory name must not be empty")
+    if "\0" in name:
+        raise ValueError("a shared memory name must not contain NUL characters")
+    if "/" in stem:
+        raise ValueError("a shared memory name must not contain '/' after its first character")
+    encoded = os.fsencode(stem)
+    if len(encoded) > _NAME_MAX:
+        raise ValueError("shared memory name too long: %d bytes, the limit is %d"
+                         % (len(encoded), _NAME_MAX))
+    return b"/" + encoded
+
+
+cdef int _open_segment(object name, int flags) except -1:
+    cdef bytes path = _shm_path(name)
+    cdef int fd = shm_open(path, flags, <mode_t>0o600)
+    if fd < 0:
+        PyErr_SetFromErrnoWithFilenameObject(OSError, name)
+    return fd
+
+
+def _unlink_segment(name):
+    """shm_unlink(name); raises FileNotFoundError when it is already gone."""
+    cdef bytes path = _shm_path(name)
+    if shm_unlink(path) != 0:
+        PyErr_SetFromErrnoWithFilenameObject(OSError, name)
+
+
+def _resource_tracker():
+    from multiprocessing import resource_tracker
+    return resource_tracker
+
+
+class SharedMemory(_std_shared_memory.SharedMemory):
+    """A POSIX shared memory segment: the standard library's SharedMemory, made safe.
+
+    ``SharedMemory(name=None, create=False, size=0, *, track=None)``
+
+    Differences from the standard library's class:
+
+    * ``track`` (on every Python version): register the segment with the
+      resource tracker, which unlinks it when this process exits.  The default
+      ``None`` means "only if this handle created it": attaching never
+      registers, so a process that only attaches can never unlink a segment.
+    * ``close()`` never raises BufferError: memoryviews and NumPy arrays of
+      ``buf`` keep the memory mapped until the last of them goes.
+    * Bad names (empty, NUL, '/', too long) raise ValueError.
+    * Pages are reserved when the segment is created, so a segment larger
+      than the free space in /dev/shm fails with OSError instead of a SIGBUS
+      on first write.
+    """
+
+    def __init__(self, name=None, create=False, size=0, *, track=None):
+        try:
+            size = size.__index__()
+        except AttributeError:
+            raise TypeError("size must be an integer, not %r" % type(size).__name__) from None
+        if size < 0:
+            raise ValueError("'size' must be a positive integer")
+        create = bool(create)
+        if create and size == 0:
+            raise ValueError("'size' must be a positive number different from zero")
+        if name is None and not create:
+            raise ValueError("'name' can only be None if create=True")
+        if track is None:
+            track = create
+        flags = (os.O_CREAT | os.O_EXCL | os.O_RDWR) if create else os.O_RDWR
+        if name is None:
+            while True:
+                name = "psm_" + secrets.token_hex(4)
+                try:
+                    fd = _open_segment(name, flags)
+                except FileExistsError:
+                    continue
+                break
+        else:
+            fd = _open_segment(name, flags)
+        self._name = "/" + name
+        try:
+            if create:
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, size)
+                else:
+                    os.ftruncate(fd, size)
+            size = os.fstat(fd).st_size
+            mapping = _Mapping(fd, size)
+        except BaseException:
+            os.close(fd)
+            if create:
+                _unlink_segment(name)
+            raise
+        # The mapping outlives the descriptor; holding no fd lets a process
+        # attach to any number of segments.
+        os.close(fd)
+        self._fd = -1
+        self._flags = flags
+        self._size = size
+        self._mmap = mapping
+        self._buf = memoryview(mapping)
+        self._track = bool(track)
+        if self._track:
+            _resource_tracker().register(self._name, "shared_memory")
+
+    def close(self):
+        """Close this handle; views of ``buf`` stay valid until they are dropped."""
+        buf = self._buf
+        self._buf = None
+        if buf is not None:
+            try:
+                buf.release()
+            except BufferError:
+                pass  # exported views keep the mapping alive: nothing dangles
+        mapping = self._mmap
+        self._mmap = None
+        if mapping is not None:
+            mapping.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def unlink(self):
+        """Remove the segment's name; the memory goes when the last mapping does."""
+        if not self._name:
+            return
+        try:
+            _unlink_segment(self.name)
+        finally:
+            if self._track:
+                self._track = False
+                _resource_tracker().unregister(self._name, "shared_memory")
+
+
+# ---------------------------------------------------------------------------
+# ShareableList
+
+
+cdef object _closed_error():
+    return ValueError("operation on a closed ShareableList")
+
+
+# The decoded metadata of one slot.
+cdef struct Slot:
+    char* ptr          # first byte of the slot
+    int64_t size       # slot capacity in bytes
+    int kind           # K_* from the format entry
+    Py_ssize_t width   # N of an "Ns" format
+    int code           # back-transform code
+    uint64_t format    # the raw format entry
+
+
+cdef class ShareableList:
+    """A fixed-length list stored in a shared memory segment.
+
+    ``ShareableList(sequence=None, *, name=None, track=None)``
+
+    A drop-in replacement for ``multiprocessing.shared_memory.ShareableList``
+    that reads and writes the same segment layout, so either class can attach
+    to a list the other created.  Items are int (signed 64-bit), float, bool,
+    str, bytes or None.
+
+    With a ``sequence`` (or no name) a new segment is created, named ``name``
+    if given.  With only a ``name`` the existing segment is attached.
+    ``track`` registers the segment with the resource tracker so that it is
+    unlinked when this process exits; by default only the creator does.
+    """
+    cdef readonly object shm
+    cdef _Mapping _map
+    cdef char* _offsets
+    cdef char* _data
+    cdef char* _formats
+    cdef char* _codes
+    cdef Py_ssize_t _n
+    cdef int64_t _data_size
+    cdef bint _owner
+    cdef object __weakref__
+
+    def __cinit__(self, *args, **kwargs):
+        self._map = _CLOSED
+        self._n = 0
+
+    def __init__(self, sequence=None, *, name=None, track=None):
+        if name is None or sequence is not None:
+            self._create(sequence, name, track)
+        else:
+            self._attach(name, track)
+
+    # -- construction -------------------------------------------------------
+
+    cdef _create(self, object sequence, object name, object track):
+        cdef Py_ssize_t n, k
+        cdef int64_t data_size
+        if sequence is None:
+            sequence = ()
+        # A list or tuple is used as it is (no copy); anything else is
+        # materialised once.  _fill re-checks what _plan validated.
+        items = PySequence_Fast(sequence, "ShareableList() takes an iterable of items")
+        data_size = _plan(items)
+        if data_size < 0:
+            # Some items are subclasses or NumPy scalars: convert, then plan.
+            items = [x if _is_exact(x) else _normalise(x) for x in items]
+            data_size = _plan(items)
+        n = PySequence_Fast_GET_SIZE(items)
+        total = 8 * (n + 2) + data_size + 9 * n
+        shm = SharedMemory(name, create=True, size=total,
+                           track=True if track is None else track)
+        cdef char* base = (<_Mapping>shm._mmap).addr
+        try:
+            # The header first: _bind validates the geometry it describes.
+            store_i64(base + 8 + 8 * n, data_size)
+            store_i64(base, n)
+            self._bind(shm)
+            _fill(items, self._offsets, self._data, self._formats, self._codes, n, data_size)
+        except BaseException:
+            self._map = _CLOSED
+            shm.close()
+            shm.unlink()
+            raise
+        self._owner = True
+
+    cdef _attach(self, object name, object track):
+        shm = SharedMemory(name, track=False if track is None else track)
+        try:
+            self._bind(shm)
+        except BaseException:
+            shm.close()
+            if shm._track:
+                shm._track = False
+                _resource_tracker().unregister(shm._name, "shared_memory")
+            raise
+        self._owner = False
+
+    cdef _bind(self, object shm):
+        """Take the segment's geometry, validating the header against its size."""
+        cdef _Mapping m = shm._mmap
+        cdef char* base = m.addr
+        cdef int64_t size = m.size, n, data_size
+        if size < 16:
+            raise ValueError("shared memory segment %r (%d bytes) is too small to be "
+                             "a ShareableList" % (shm.name, size))
+        n = load_i64(base)
+        if n < 0 or n > (size - 16) // 17:
+            raise ValueError("shared memory segment %r is not a valid ShareableList: "
+                             "item count %d does not fit its %d bytes" % (shm.name, n, size))
+        data_size = load_i64(base + 8 + 8 * n)
+        if data_size < 0 or data_size > size - 16 - 17 * n:
+            raise ValueError("shared memory segment %r is not a valid ShareableList: "
+                             "data area of %d bytes does not fit its %d bytes"
+                             % (shm.name, data_size, size))
+        self.shm = shm
+        self._map = m
+        self._n = n
+        self._data_size = data_size
+        self._offsets = base + 8
+        self._data = base + 8 * (n + 2)
+        self._formats = self._data + data_size
+        self._codes = self._formats + 8 * n
+
+    # -- the sequence protocol ------------------------------------------------
+
+    def __getitem__(self, index):
+        if PySlice_Check(index):
+            raise TypeError("ShareableList indices must be integers")
+        return _read(self, _position(self, index, "index out of range"))
+
+    def __setitem__(self, index, value):
+        cdef Packed packed
+        cdef Py_ssize_t k
+        if PySlice_Check(index):
+            raise TypeError("ShareableList indices must be integers")
+        if not _pack_exact(value, &packed):
+            value = _normalise(value)
+            _pack_exact(value, &packed)
+        # Validated and packed: from here on nothing can fail but a corrupt slot.
+        k = _position(self, index, "assignment index out of range")
+        _write(self, k, &packed)
+
+    def __delitem__(self, index):
+        raise TypeError("ShareableList items cannot be deleted: its length is fixed")
+
+    def __len__(self):
+        _check_open(self)
+        return self._n
+
+    def __iter__(self):
+        _check_open(self)
+        return _Iterator(self)
+
+    def __contains__(self, value):
+        return _scan(self, value, 0, True) >= 0
+
+    def count(self, value):
+        """L.count(value) -> integer -- return number of occurrences of value."""
+        return _scan(self, value, 1, False)
+
+    def index(self, value):
+        """L.index(value) -> integer -- return first index of value.
+        Raises ValueError if the value is not present."""
+        cdef Py_ssize_t k = _scan(self, value, 0, False)
+        if k < 0:
+            raise ValueError(f"{value!r} not in this container")
+        return k
+
+    def tolist(self):
+        """The items as a new plain list."""
+        _check_open(self)
+        cdef _Mapping keep = self._map   # held while items are built
+        cdef Py_ssize_t k, n = self._n
+        result = PyList_New(n)
+        for k in range(n):
+            item = _read(self, k)
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, k, item)
+        return result
+
+    # -- metadata -------------------------------------------------------------
+
+    @property
+    def format(self):
+        "The struct packing format used by all currently stored items."
+        _check_open(self)
+        cdef Py_ssize_t k
+        parts = bytearray()
+        for k in range(self._n):
+            word = PyBytes_FromStringAndSize(self._formats + 8 * k, 8)
+            parts += word.rstrip(b"\0")
+        return parts.decode("utf-8")
+
+    def _get_packing_format(self, position):
+        "Gets the packing format for a single value stored in the list."
+        cdef Py_ssize_t k = _position(self, position, "Requested position out of range.")
+        word = PyBytes_FromStringAndSize(self._formats + 8 * k, 8)
+        return word.rstrip(b"\0").decode("utf-8")
+
+    @property
+    def closed(self):
+        """True once close() was called on this list or on its ``shm``."""
+        return self._map.closed
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def close(self):
+        """Close this handle: the list refuses access, the segment lives on.
+
+        Views of the memory stay valid until they are dropped.  Safe to call
+        more than once, before or after unlink().
+        """
+        self._map = _CLOSED
+        if self.shm is not None:
+            self.shm.close()
+
+    def unlink(self):
+        """Remove the segment's name (once, from any one process).
+
+        Handles that are open keep working; the memory is freed when the last
+        of them is closed.  Raises FileNotFoundError if the name is gone.
+        """
+        if self.shm is None:
+            raise ValueError("this ShareableList has no segment")
+        self.shm.unlink()
+
+    def __enter__(self):
+        _check_open(self)
+        return self
+
+    def __exit__(self, *exc_info):
+        owner = self._owner
+        self.close()
+        if owner:
+            self._owner = False
+            try:
+                self.unlink()
+            except FileNotFoundError:
+                pass   # unlinked already, by this handle or another process
+
+    # -- Python protocols -----------------------------------------------------
+
+    def __reduce__(self):
+        return functools.partial(type(self), name=self.shm.name), ()
+
+    def __repr__(self):
+        name = self.shm.name if self.shm is not None else None
+        if self._map.closed:
+            return f"<closed {type(self).__name__} name={name!r}>"
+        return f"{type(self).__name__}({self.tolist()}, name={name!r})"
+
+    def __class_getitem__(cls, item):
+        return types.GenericAlias(cls, item)
+
+
+# ---------------------------------------------------------------------------
+# Slot access.  Module-level functions, not methods, so that the hot paths
+# are direct C calls even though ShareableList can be subclassed.
+
+
+cdef inline int _check_open(ShareableList sl) except -1:
+    if sl._map.closed:
+        raise _closed_error()
+    return 0
+
+
+cdef int _corrupt(ShareableList sl, Py_ssize_t k, str what) except -1:
+    raise ValueError("ShareableList %r is corrupt at item %d: %s" % (sl.shm.name, k, what))
+
+
+cdef inline Py_ssize_t _position(ShareableList sl, object index, str message) except -1:
+    """Normalise an index into 0..n-1, raising IndexError outside -n..n-1."""
+    cdef Py_ssize_t k
+    if PyLong_CheckExact(index):
+        k = PyLong_AsSsize_t(index)
+        if k == -1 and PyErr_Occurred():
+            PyErr_Clear()
+            raise IndexError(message)
+    else:
+        k = PyNumber_AsSsize_t(index, IndexError)
+    _check_open(sl)
+    if k < 0:
+        k += sl._n
+    if <size_t>k >= <size_t>sl._n:
+        raise IndexError(message)
+    return k
+
+
+cdef int _slot(ShareableList sl, Py_ssize_t k, Slot* s) except -1:
+    """Decode slot k's metadata, validating every offset read (0 <= k < n)."""
+    cdef int64_t start = load_i64(sl._offsets + 8 * k)
+    cdef int64_t end = load_i64(sl._offsets + 8 * k + 8)
+    if not (<uint64_t>start <= <uint64_t>end <= <uint64_t>sl._data_size):
+        _corrupt(sl, k, "slot offsets %d..%d outside the data area of %d bytes"
+                 % (start, end, sl._data_size))
+    s.ptr = sl._data + start
+    s.size = end - start
+    s.format = load_u64(sl._formats + 8 * k)
+    s.code = <uint8_t>sl._codes[k]
+    s.kind = _parse_format(s.format, &s.width)
+    if s.kind == K_BAD:
+        _corrupt(sl, k, "unknown format entry %r"
+                 % PyBytes_FromStringAndSize(<char*>&s.format, 8))
+    if s.kind == K_BYTES:
+        if s.width > s.size:
+            _corrupt(sl, k, "format %ds is wider than its %d-byte slot" % (s.width, s.size))
+    elif s.size < 8:
+        _corrupt(sl, k, "a %d-byte slot cannot hold a number" % s.size)
+    if s.code > CODE_NONE or (s.kind != K_BYTES and (s.code == CODE_STR or s.code == CODE_BYTES)):
+        _corrupt(sl, k, "code %d does not go with its format" % s.code)
+    return 0
+
+
+cdef inline object _read(ShareableList sl, Py_ssize_t k):
+    """Item k as a Python object (0 <= k < n, list open)."""
+    # Fast path: an int or float slot, validated in a few compares.
+    cdef int64_t start = load_i64(sl._offsets + 8 * k)
+    cdef int64_t end = load_i64(sl._offsets + 8 * k + 8)
+    cdef uint64_t word = load_u64(sl._formats + 8 * k)
+    if (sl._codes[k] == CODE_VALUE and <uint64_t>start <= <uint64_t>end
+            and <uint64_t>end <= <uint64_t>sl._data_size and end - start >= 8):
+        if word == FMT_Q:
+            return PyLong_FromLongLong(load_i64(sl._data + start))
+        if word == FMT_D:
+            return PyFloat_FromDouble(i64_as_double(load_i64(sl._data + start)))
+    return _read_slot(sl, k)
+
+
+cdef object _read_slot(ShareableList sl, Py_ssize_t k):
+    cdef Slot s
+    cdef Py_ssize_t length
+    _slot(sl, k, &s)
+    if s.code == CODE_NONE:
+        return None
+    if s.kind == K_INT:
+        return PyLong_FromLongLong(load_i64(s.ptr))
+    if s.kind == K_FLOAT:
+        return PyFloat_FromDouble(i64_as_double(load_i64(s.ptr)))
+    if s.kind == K_BOOL:
+        return s.ptr[7] != 0
+    if s.kind == K_NONE:
+        return s.ptr[6] != 0   # what struct makes of "xxxxxx?x" under code 0
+    # Trailing NULs are padding, as the standard library reads them.
+    length = s.width
+    while length > 0 and s.ptr[length - 1] == 0:
+        length -= 1
+    if s.code == CODE_STR:
+        return PyUnicode_DecodeUTF8(s.ptr, length, NULL)
+    return PyBytes_FromStringAndSize(s.ptr, length)
+
+
+cdef inline void _set_meta(ShareableList sl, Py_ssize_t k, Slot* s, uint64_t fmt, int code) noexcept:
+    if s.format != fmt:
+        store_i64(sl._formats + 8 * k, <int64_t>fmt)
+    if s.code != code:
+        sl._codes[k] = <char>code
+
+
+cdef int _write(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
+    """Store a packed value in slot k, or raise having written nothing."""
+    cdef Slot s
+    cdef uint64_t new_format
+    cdef int new_code = _kind_code(v.kind)
+    cdef Py_ssize_t width
+    _slot(sl, k, &s)
+    if v.kind == K_STR or v.kind == K_BYTES:
+        if v.size > s.size:
+            raise ValueError("bytes/str item exceeds available storage")
+        if s.kind == K_BYTES and v.size <= s.width:
+            new_format = s.format
+            width = s.width
+        else:
+            if s.size > MAX_SLOT:
+                _corrupt(sl, k, "a %d-byte slot is larger than a format can describe" % s.size)
+            new_format = _bytes_format(s.size)
+            width = s.size
+        _set_meta(sl, k, &s, new_format, new_code)
+        memcpy(s.ptr, v.data, v.size)
+        memset(s.ptr + v.size, 0, width - v.size)
+    else:
+        # Same-type numeric writes touch only the value: one 8-byte store.
+        _set_meta(sl, k, &s, _kind_format(v.kind), new_code)
+        store_i64(s.ptr, v.raw)
+    return 0
+
+
+cdef class _Iterator:
+    """Reads items one by one, as iterating over the standard list does."""
+    cdef ShareableList _list
+    cdef Py_ssize_t _next
+
+    def __cinit__(self, ShareableList sl):
+        self._list = sl
+        self._next = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef ShareableList sl = self._list
+        if sl is None:
+            raise StopIteration
+        _check_open(sl)
+        if self._next >= sl._n:
+            self._list = None
+            raise StopIteration
+        self._next += 1
+        return _read(sl, self._next - 1)
+
+    def __length_hint__(self):
+        if self._list is None or self._list._map.closed:
+            return 0
+        return self._list._n - self._next
+
+
+# ---------------------------------------------------------------------------
+# Construction passes
+
+
+cdef inline bint _is_exact(object x):
+    return (PyLong_CheckExact(x) or PyFloat_CheckExact(x) or x is None or x is True
+            or x is False or PyUnicode_CheckExact(x) or PyBytes_CheckExact(x))
+
+
+cdef int64_t _plan(object items) except -2:
+    """Validate every item of a list or tuple and return the data area size;
+    -1 if some item needs converting to its builtin type first."""
+    cdef Py_ssize_t k, n = PySequence_Fast_GET_SIZE(items)
+    cdef int64_t total = 0
+    cdef Packed v
+    for k in range(n):
+        item = <object>PySequence_Fast_GET_ITEM(items, k)
+        if not _pack_exact(item, &v):
+            _normalise(item)   # raises for unsupported types
+            return -1
+        if v.kind == K_STR or v.kind == K_BYTES:
+            if _slot_size(v.size) > MAX_SLOT:
+                raise ValueError(
+                    "item %d is %d bytes long; a ShareableList str/bytes item "
+                    "holds at most %d bytes" % (k, v.size, MAX_SLOT - 1))
+            total += _slot_size(v.size)
+        else:
+            total += 8
+    return total
+
+
+cdef int _fill(object items, char* offsets, char* data, char* formats, char* codes,
+               Py_ssize_t n, int64_t data_size) except -1:
+    """Write the planned items into a fresh (zeroed) segment.
+
+    Python code ran since _plan (creating the segment), so the list may have
+    changed: every item is checked again against the planned layout.
+    """
+    cdef Py_ssize_t k
+    cdef int64_t offset = 0, size
+    cdef Packed v
+    if PySequence_Fast_GET_SIZE(items) != n:
+        raise RuntimeError("the sequence changed size while a ShareableList was built from it")
+    for k in range(n):
+        item = <object>PySequence_Fast_GET_ITEM(items, k)
+        if not _pack_exact(item, &v):
+            raise RuntimeError("the sequence changed while a ShareableList was built from it")
+        store_i64(offsets + 8 * k, offset)
+        if v.kind == K_STR or v.kind == K_BYTES:
+            size = _slot_size(v.size)
+            if offset + size > data_size:
+                raise RuntimeError("the sequence changed while a ShareableList was built from it")
+            memcpy(data + offset, v.data, v.size)
+            store_i64(formats + 8 * k, <int64_t>_bytes_format(size))
+        else:
+            size = 8
+            if offset + size > data_size:
+                raise RuntimeError("the sequence changed while a ShareableList was built from it")
+            store_i64(data + offset, v.raw)
+            store_i64(formats + 8 * k, <int64_t>_kind_format(v.kind))
+        codes[k] = <char>_kind_code(v.kind)
+        offset += size
+    store_i64(offsets + 8 * n, offset)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Scans: count, index and `in` with Python's == semantics, in C.
+
+# Scans check slot metadata this many items at a time.
+cdef enum:
+    RUN = 256
+
+cdef enum:
+    T_NUMBER = 0     # int (in int64), bool or float
+    T_BIGINT = 1     # an int outside int64: equal only to an integral float
+    T_STR = 2
+    T_BYTES = 3
+    T_NONE = 4
+    T_OTHER = 5      # compared in Python, item by item
+
+cdef struct Target:
+    int kind
+    bint is_int        # T_NUMBER: the target is an int/bool (else a float)
+    int64_t ival       # the int, or the float's value when float_is_int
+    double dval        # the float
+    bint float_is_int  # a float target that equals some int64
+    const char* data
+    Py_ssize_t size
+
+
+cdef inline bint _float_to_i64(double x, int64_t* out) noexcept nogil:
+    """True if x is integral and in int64 range (then exactly == *out)."""
+    if not isfinite(x) or x != floor(x):
+        return False
+    if x < -9223372036854775808.0 or x >= 9223372036854775808.0:
+        return False
+    out[0] = <int64_t>x
+    return True
+
+
+cdef int _make_target(object value, Target* t) except -1:
+    cdef int overflow = 0
+    t.kind = T_OTHER
+    if PyLong_CheckExact(value) or value is True or value is False:
+        t.ival = PyLong_AsLongLongAndOverflow(value, &overflow)
+        t.kind = T_BIGINT if overflow else T_NUMBER
+        t.is_int = True
+    elif PyFloat_CheckExact(value):
+        t.kind = T_NUMBER
+        t.is_int = False
+        t.dval = PyFloat_AS_DOUBLE(value)
+        t.float_is_int = _float_to_i64(t.dval, &t.ival)
+    elif value is None:
+        t.kind = T_NONE
+    elif PyUnicode_CheckExact(value):
+        t.kind = T_STR
+        try:
+            t.data = PyUnicode_AsUTF8AndSize(value, &t.size)
+        except UnicodeEncodeError:
+            t.kind = T_OTHER   # lone surrogates: no stored str can equal it
+    elif PyBytes_CheckExact(value):
+        t.kind = T_BYTES
+        t.data = PyBytes_AS_STRING(value)
+        t.size = PyBytes_GET_SIZE(value)
+    return 0
+
+
+cdef inline bint _number_equals(Target* t, Slot* s) noexcept:
+    """Python's == between a numeric target and a numeric slot (code 0)."""
+    cdef int64_t iv
+    cdef double dv
+    if s.kind == K_INT:
+        iv = load_i64(s.ptr)
+        if t.is_int:
+            return iv == t.ival
+        return t.float_is_int and iv == t.ival
+    if s.kind == K_FLOAT:
+        dv = i64_as_double(load_i64(s.ptr))
+        if t.is_int:
+            return _float_to_i64(dv, &iv) and iv == t.ival
+        return dv == t.dval
+    if s.kind == K_BOOL or s.kind == K_NONE:
+        iv = (s.ptr[7] != 0) if s.kind == K_BOOL else (s.ptr[6] != 0)
+        if t.is_int:
+            return iv == t.ival
+        return <double>iv == t.dval
+    return False
+
+
+cdef inline bint _bytes_equal(Target* t, Slot* s) noexcept:
+    """The slot's bytes, trailing NULs stripped, equal the target's."""
+    cdef Py_ssize_t length = s.width
+    while length > 0 and s.ptr[length - 1] == 0:
+        length -= 1
+    return length == t.size and memcmp(s.ptr, t.data, <size_t>length) == 0
+
+
+
+cdef inline bint _slot_equals(ShareableList sl, Py_ssize_t k, Target* t, object value) except -1:
+    """Python's == between a builtin-typed target and item k, without building the item."""
+    cdef Slot s
+    _slot(sl, k, &s)
+    if s.code == CODE_NONE:
+        return t.kind == T_NONE
+    if s.kind == K_BYTES:
+        if s.code == CODE_STR:
+            return t.kind == T_STR and _bytes_equal(t, &s)
+        return t.kind == T_BYTES and _bytes_equal(t, &s)
+    if t.kind == T_NUMBER:
+        return _number_equals(t, &s)
+    if t.kind == T_BIGINT and s.kind == K_FLOAT:
+        return value == _read_slot(sl, k)
+    return False
+
+
+cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint contains) except -2:
+    """First index equal to value (-1 if none), or with count_all the count."""
+    _check_open(sl)
+    cdef _Mapping keep = sl._map   # the memory stays mapped even if Python code closes sl
+    cdef Target t
+    cdef Py_ssize_t k, j, m, hits, found = 0, n = sl._n
+    cdef int64_t start, end, q_target = 0, data_size = sl._data_size
+    cdef double d_target = 0.0
+    cdef bint q_possible = False, d_possible = False
+    cdef uint64_t word
+    cdef const char* offsets = sl._offsets
+    cdef const char* formats = sl._formats
+    cdef const char* codes = sl._codes
+    cdef const char* data = sl._data
+    _make_target(value, &t)
+    if t.kind == T_OTHER:
+        return _scan_python(sl, value, count_all, contains)
+    if t.kind == T_NUMBER:
+        # What a "q" slot must hold to equal the target, and a "d" slot.
+        q_possible = t.is_int or t.float_is_int
+        q_target = t.ival
+        if t.is_int:
+            d_target = <double>t.ival
+            # An int64 equals a double only if the double is exactly it.
+            d_possible = _float_to_i64(d_target, &end) and end == t.ival
+        else:
+            d_target = t.dval
+            d_possible = True
+    k = 0
+    while k < n:
+        m = min(RUN, n - k)
+        word = load_u64(formats + 8 * k)
+        start = -1
+        if word == FMT_Q or word == FMT_D:
+            start = regular_run(offsets, formats, codes, k, m, word, data_size)
+        if start >= 0:
+            # A run of same-type numbers: one vectorised compare.
+            if word == FMT_Q:
+                hits = count_i64(data + start, m, q_target) if q_possible else 0
+            else:
+                hits = count_f64(data + start, m, d_target) if d_possible else 0
+            if hits and not count_all:
+                for j in range(m):
+                    if _slot_equals(sl, k + j, &t, value):
+                        return k + j
+            found += hits
+        else:
+            for j in range(k, k + m):
+                if _slot_equals(sl, j, &t, value):
+                    if not count_all:
+                        return j
+                    found += 1
+        k += m
+    return found if count_all else -1
+
+
+cdef Py_ssize_t _scan_python(ShareableList sl, object value, bint count_all, bint contains) except -2:
+    """The scan for values of other types: each item built and compared in Python."""
+    cdef _Mapping keep = sl._map
+    cdef Py_ssize_t k, found = 0
+    cdef bint hit
+    for k in range(sl._n):
+        _check_open(sl)    # the previous comparison ran Python code
+        item = _read(sl, k)
+        if contains:
+            hit = PyObject_RichCompareBool(item, value, Py_EQ)
+        else:
+            hit = bool(PyObject_RichCompare(value, item, Py_EQ))
+        if hit:
+            if not count_all:
+                return k
+            found += 1
+    return found if count_all else -1
