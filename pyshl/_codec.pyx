@@ -859,6 +859,9 @@ cdef inline object _read(ShareableList sl, Py_ssize_t k):
 
 
 cdef object _read_slot(ShareableList sl, Py_ssize_t k):
+    # Building a str or bytes allocates, which may run a finalizer that
+    # closes sl: this reference keeps the memory mapped until we are done.
+    cdef _Mapping keep = sl._map
     cdef Slot s
     cdef Py_ssize_t length
     _slot(sl, k, &s)

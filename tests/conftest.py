@@ -1,0 +1,89 @@
+import os
+import subprocess
+import sys
+import textwrap
+from multiprocessing import shared_memory as std_shared_memory
+
+import pytest
+
+import pyshl
+
+SHM_DIR = "/dev/shm"
+
+
+def segment_names():
+    return {n for n in os.listdir(SHM_DIR) if n.startswith("psm_")}
+
+
+def segment_exists(name):
+    return os.path.exists(os.path.join(SHM_DIR, name.lstrip("/")))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_segments():
+    """The whole test session leaves no psm_* segment behind."""
+    before = segment_names()
+    yield
+    leaked = segment_names() - before
+    for name in leaked:
+        os.unlink(os.path.join(SHM_DIR, name))
+    assert not leaked, "tests leaked shared memory segments: %s" % sorted(leaked)
+
+
+def _dispose(sl):
+    shm = sl.shm
+    try:
+        shm.close()
+    except Exception:
+        pass
+    try:
+        shm.unlink()
+    except FileNotFoundError:
+        pass
+
+
+@pytest.fixture
+def make():
+    """make(*args, **kw) builds a pyshl ShareableList and disposes of it after the test;
+    make.std(...) does the same with the standard library's class."""
+    made = []
+
+    def build(*args, cls=pyshl.ShareableList, **kwargs):
+        sl = cls(*args, **kwargs)
+        made.append(sl)
+        return sl
+
+    build.std = lambda *a, **kw: build(*a, cls=std_shared_memory.ShareableList, **kw)
+    yield build
+    for sl in reversed(made):
+        _dispose(sl)
+
+
+@pytest.fixture
+def raw_segment():
+    """raw_segment(data) creates a segment holding exactly `data` and returns its name."""
+    names = []
+
+    def create(data):
+        shm = std_shared_memory.SharedMemory(create=True, size=max(len(data), 1))
+        shm.buf[:len(data)] = data
+        names.append(shm)
+        return shm.name
+
+    yield create
+    for shm in names:
+        shm.close()
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def run_python(code, *, check=True, timeout=120):
+    """Run code in a fresh interpreter (a real, separate process)."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError("child failed (%d):\n%s\n%s"
+                             % (proc.returncode, proc.stdout, proc.stderr))
+    return proc

@@ -1,0 +1,214 @@
+"""close(), unlink(), context management and the lifetime of the mapping."""
+import gc
+import multiprocessing
+import os
+from multiprocessing import shared_memory as std_shared_memory
+
+import numpy as np
+import pytest
+from conftest import run_python, segment_exists
+
+import pyshl
+from pyshl import ShareableList
+
+
+def mapped(name):
+    """Is a segment with this name mapped into this process?"""
+    with open("/proc/self/maps") as maps:
+        return any(line.rstrip().removesuffix(" (deleted)").endswith("/dev/shm/" + name)
+                   for line in maps)
+
+
+def test_shm_is_a_stdlib_shared_memory(make):
+    sl = make([1])
+    assert isinstance(sl.shm, std_shared_memory.SharedMemory)
+    assert isinstance(sl.shm, pyshl.SharedMemory)
+    assert sl.shm.size == len(sl.shm.buf) == 8 * 3 + 8 + 9
+
+
+@pytest.mark.parametrize("order", ["close-unlink", "unlink-close"])
+def test_close_and_unlink_in_either_order(order):
+    sl = ShareableList([1, "a"])
+    name = sl.shm.name
+    for step in order.split("-"):
+        getattr(sl, step)()
+    assert not segment_exists(name)
+    sl.close()   # idempotent
+    with pytest.raises(FileNotFoundError):
+        sl.unlink()
+
+
+def test_unlinked_list_stays_usable_until_closed():
+    sl = ShareableList([1, 2])
+    sl.unlink()
+    sl[0] = 5
+    assert sl.tolist() == [5, 2]
+    sl.close()
+
+
+OPERATIONS = [
+    lambda sl: sl[0], lambda sl: sl.__setitem__(0, 1), lambda sl: len(sl), lambda sl: list(sl),
+    lambda sl: sl.count(1), lambda sl: sl.index(1), lambda sl: 1 in sl, lambda sl: sl.format,
+    lambda sl: sl._get_packing_format(0), lambda sl: sl.tolist(), lambda sl: iter(sl),
+    lambda sl: sl.count(object()),
+]
+
+
+@pytest.mark.parametrize("op", OPERATIONS)
+@pytest.mark.parametrize("closer", ["list", "shm"])
+def test_every_access_after_close_raises_value_error(make, op, closer):
+    sl = make([1, "two", 3.0])
+    (sl if closer == "list" else sl.shm).close()
+    assert sl.closed
+    with pytest.raises(ValueError, match="closed"):
+        op(sl)
+    assert "closed" in repr(sl)
+
+
+def test_iterator_stops_working_after_close(make):
+    sl = make([1, 2, 3])
+    it = iter(sl)
+    assert next(it) == 1
+    sl.close()
+    with pytest.raises(ValueError):
+        next(it)
+
+
+def test_context_manager_unlinks_only_what_it_created():
+    with ShareableList([1, 2]) as sl:
+        name = sl.shm.name
+        with ShareableList(name=name) as attached:
+            assert attached.tolist() == [1, 2]
+        assert attached.closed and segment_exists(name)
+        sl[0] = 3
+    assert sl.closed and not segment_exists(name)
+
+
+def test_context_manager_tolerates_an_earlier_unlink():
+    with ShareableList([1]) as sl:
+        sl.unlink()
+    assert sl.closed
+
+
+def test_stdlib_idiom_close_then_unlink_with_live_views():
+    sl = ShareableList(list(range(100)))
+    name = sl.shm.name
+    buf = sl.shm.buf
+    window = sl.shm.buf[8:16]
+    array = np.frombuffer(sl.shm.buf, dtype=np.uint8)
+    sl.shm.close()            # the stdlib raises BufferError here
+    sl.shm.unlink()
+    assert not segment_exists(name)
+    assert array[0] == 100    # the item count, still readable: nothing dangles
+    assert window.tobytes() == bytes(8)
+    with pytest.raises(ValueError):
+        buf[0]                # shm.buf itself is released, as the stdlib does
+    assert mapped(name)
+    del array, window
+    gc.collect()
+    assert mapped(name)       # the list object still holds the mapping...
+    del sl
+    gc.collect()
+    assert not mapped(name)   # ...and it goes with the last holder
+
+
+def test_ndarray_over_buf_survives_close(make):
+    # With the stdlib, np.ndarray(buffer=shm.buf) lets close() succeed and
+    # the next read segfaults.
+    sl = make([5, 6, 7])
+    array = np.ndarray((3,), dtype=np.int64, buffer=sl.shm.buf, offset=8 * 5)
+    sl.close()
+    assert array.tolist() == [5, 6, 7]
+    array[0] = 9
+    del array
+    again = ShareableList(name=sl.shm.name)
+    assert again[0] == 9
+    again.close()
+
+
+def test_close_releases_the_mapping_without_views():
+    sl = ShareableList([1])
+    name = sl.shm.name
+    assert mapped(name)
+    sl.close()
+    assert not mapped(name)
+    sl.unlink()
+
+
+def test_closed_buf_refuses_new_views(make):
+    sl = make([1])
+    shm = sl.shm
+    mapping = shm._mmap
+    sl.close()
+    assert shm.buf is None
+    with pytest.raises(ValueError):
+        memoryview(mapping)
+
+
+def test_attach_close_loop_holds_no_descriptors(make):
+    sl = make(list(range(10)))
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(2000):
+        ShareableList(name=sl.shm.name).close()
+    assert len(os.listdir("/proc/self/fd")) <= fds
+
+
+def test_shared_memory_api(make):
+    shm = pyshl.SharedMemory(create=True, size=100)
+    try:
+        assert shm.size == 100 and len(shm.buf) == 100
+        other = pyshl.SharedMemory(shm.name)
+        other.buf[3] = 7
+        assert shm.buf[3] == 7
+        other.close()
+        assert "SharedMemory(" in repr(shm)
+        with pytest.raises(ValueError):
+            pyshl.SharedMemory(create=True, size=0)
+        with pytest.raises(ValueError):
+            pyshl.SharedMemory(create=True, size=-1)
+        with pytest.raises(TypeError):
+            pyshl.SharedMemory(create=True, size=1.5)
+        with pytest.raises(ValueError):
+            pyshl.SharedMemory()
+        with pytest.raises(FileNotFoundError):
+            pyshl.SharedMemory("psm_does_not_exist_%d" % os.getpid())
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+def test_segment_mode_is_0600(make):
+    sl = make([1])
+    assert os.stat("/dev/shm/" + sl.shm.name).st_mode & 0o777 == 0o600
+
+
+def _child_adds(sl, delta):
+    sl[0] = sl[0] + delta
+    sl[1] = "from child"
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_pickled_list_attaches_in_child_processes(make, method):
+    sl = make([10, "x" * 16])
+    ctx = multiprocessing.get_context(method)
+    proc = ctx.Process(target=_child_adds, args=(sl, 5))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+    assert sl.tolist() == [15, "from child"]
+
+
+def test_attached_handle_can_be_closed_from_another_process_safely(make):
+    sl = make([1, 2, 3])
+    run_python(f"""
+        from pyshl import ShareableList
+        sl = ShareableList(name={sl.shm.name!r})
+        sl.close()
+        try:
+            sl[0]
+        except ValueError:
+            pass
+        else:
+            raise SystemExit("read after close")
+    """)
+    assert sl.tolist() == [1, 2, 3]
