@@ -18,7 +18,7 @@ validates exactly the offsets it reads, so no pointer ever leaves the segment.
 
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.exc cimport PyErr_Clear, PyErr_Occurred, PyErr_SetFromErrnoWithFilenameObject
+from cpython.exc cimport PyErr_SetFromErrnoWithFilenameObject
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
@@ -656,7 +656,7 @@ cdef class ShareableList:
     # -- the sequence protocol ------------------------------------------------
 
     def __getitem__(self, index):
-        if PySlice_Check(index):
+        if not PyLong_CheckExact(index) and PySlice_Check(index):
             raise TypeError("ShareableList indices must be integers")
         return _read(self, _position(self, index, "index out of range"))
 
@@ -803,14 +803,17 @@ cdef int _corrupt(ShareableList sl, Py_ssize_t k, str what) except -1:
 cdef inline Py_ssize_t _position(ShareableList sl, object index, str message) except -1:
     """Normalise an index into 0..n-1, raising IndexError outside -n..n-1."""
     cdef Py_ssize_t k
+    cdef long long wide
+    cdef int overflow = 0
     if PyLong_CheckExact(index):
-        k = PyLong_AsSsize_t(index)
-        if k == -1 and PyErr_Occurred():
-            PyErr_Clear()
+        wide = PyLong_AsLongLongAndOverflow(index, &overflow)
+        if overflow:
             raise IndexError(message)
+        k = <Py_ssize_t>wide
     else:
         k = PyNumber_AsSsize_t(index, IndexError)
-    _check_open(sl)
+    if sl._map.closed:
+        raise _closed_error()
     if k < 0:
         k += sl._n
     if <size_t>k >= <size_t>sl._n:
@@ -891,8 +894,20 @@ cdef inline void _set_meta(ShareableList sl, Py_ssize_t k, Slot* s, uint64_t fmt
         sl._codes[k] = <char>code
 
 
-cdef int _write(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
+cdef inline int _write(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
     """Store a packed value in slot k, or raise having written nothing."""
+    # Fast path: a number into a valid slot already of its type.
+    cdef int64_t start = load_i64(sl._offsets + 8 * k)
+    cdef int64_t end = load_i64(sl._offsets + 8 * k + 8)
+    if (v.kind <= K_NONE and load_u64(sl._formats + 8 * k) == _kind_format(v.kind)
+            and sl._codes[k] == _kind_code(v.kind) and <uint64_t>start <= <uint64_t>end
+            and <uint64_t>end <= <uint64_t>sl._data_size and end - start >= 8):
+        store_i64(sl._data + start, v.raw)
+        return 0
+    return _write_slot(sl, k, v)
+
+
+cdef int _write_slot(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
     cdef Slot s
     cdef uint64_t new_format
     cdef int new_code = _kind_code(v.kind)

@@ -1,0 +1,188 @@
+"""Side-by-side timings: a plain list, the standard library's ShareableList and pyshl.
+
+Every row runs the same statement on each contender in this one process and
+reports the median of several repeats; the machine is noisy, so read the
+ratios rather than the absolute figures.
+"""
+
+import array
+import pickle
+import statistics
+import sys
+import time
+import timeit
+from multiprocessing import shared_memory as std_shared_memory
+
+import numpy as np
+
+from pyshl import ShareableList
+
+
+def _median_seconds(stmt, namespace, number, repeat):
+    """Median seconds per execution of stmt, its names bound as fast locals."""
+    setup = "; ".join("%s = _ns[%r]" % (k, k) for k in namespace) or "pass"
+    timer = timeit.Timer(stmt, setup=setup, globals={"_ns": namespace})
+    return statistics.median(timer.repeat(repeat=repeat, number=number)) / number
+
+
+def _median_call(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class _Stdlib:
+    """Standard library lists made here, disposed of at the end."""
+
+    def __init__(self):
+        self.made = []
+
+    def create(self, items):
+        sl = std_shared_memory.ShareableList(items)
+        self.made.append(sl)
+        return sl
+
+    def attach(self, sl):
+        other = pickle.loads(pickle.dumps(sl))
+        # The stdlib registers attached segments with the resource tracker
+        # (gh-82300); this process is the creator, so that is harmless here.
+        other.shm.close()
+
+    def close(self):
+        for sl in self.made:
+            sl.shm.close()
+            sl.shm.unlink()
+
+
+def _floor(size):
+    """Create and fill a fresh segment of `size` bytes with NumPy, then free it."""
+    shm = std_shared_memory.SharedMemory(create=True, size=size)
+    array = np.frombuffer(shm.buf, dtype=np.uint8)
+    array[:] = 1
+    del array
+    shm.close()
+    shm.unlink()
+
+
+def run(n=1_000_000, repeat=5, progress=None):
+    """Time the core operations on n ints; return a list of result rows.
+
+    Each row: (operation, {"list": s, "stdlib": s, "pyshl": s, "floor": s}).
+    """
+    rows = []
+    say = progress or (lambda label: None)
+    std = _Stdlib()
+    ints = list(range(n))
+    last = n - 1
+    ours = None
+    try:
+        say("construct")
+        ours = ShareableList(ints)
+        stdl = std.create(ints)
+        slow_repeat = max(3, repeat // 2)   # the stdlib takes ~1 s per pass
+        rows.append(("construct from list", {
+            "stdlib": _median_call(lambda: std.create(ints), slow_repeat),
+            "pyshl": _median_call(lambda: _dispose(ShareableList(ints)), repeat),
+            "floor": _median_call(lambda: _floor(ours.shm.size), repeat),
+        }))
+        std.close()
+        std.made = []
+        stdl = std.create(ints)
+
+        say("x[i]")
+        number = 200_000
+        # array.array('q') is the reference for a C container of int64: like
+        # pyshl, and unlike a list, it must build a new int on every read.
+        int64s = array.array("q", ints)
+        for label, stmt in (("x[i]", "x[i]"), ("x[i] = v", "x[i] = v")):
+            times = {}
+            for who, x in (("list", ints), ("array", int64s), ("stdlib", stdl), ("pyshl", ours)):
+                scale = 20 if who == "stdlib" else 1
+                times[who] = _median_seconds(stmt, {"x": x, "i": n // 2, "v": 7},
+                                             number // scale, repeat)
+            rows.append((label + " (int)", times))
+
+        say("str items")
+        words = ["word%d" % (k % 1000) for k in range(min(n, 100_000))]
+        str_ours, str_std = ShareableList(words), std.create(words)
+        times = {}
+        for who, x in (("list", words), ("stdlib", str_std), ("pyshl", str_ours)):
+            scale = 20 if who == "stdlib" else 1
+            times[who] = _median_seconds("x[i]", {"x": x, "i": len(words) // 2},
+                                         number // scale, repeat)
+        rows.append(("x[i] (short str)", times))
+        _dispose(str_ours)
+
+        say("scans")
+        for label, fn in (("count(absent)", lambda x: x.count(-1)),
+                          ("index(last)", lambda x: x.index(last)),
+                          ("absent in x", lambda x: -1 in x),
+                          ("list(x)", list)):
+            rows.append((label, {
+                "list": _median_call(lambda: fn(ints), repeat),
+                "stdlib": _median_call(lambda: fn(stdl), slow_repeat),
+                "pyshl": _median_call(lambda: fn(ours), repeat),
+            }))
+
+        say("attach")
+        blob = pickle.dumps(ours)
+
+        def attach_ours():
+            pickle.loads(blob).close()
+
+        def attach_numpy():
+            # This process created the segment, so the stdlib's registration
+            # of an attached segment (gh-82300) changes nothing here.
+            shm = std_shared_memory.SharedMemory(ours.shm.name)
+            view = np.ndarray((n,), dtype=np.int64, buffer=shm.buf, offset=8 * (n + 2))
+            del view
+            shm.close()
+
+        rows.append(("attach by name (pickle.loads)", {
+            "stdlib": _median_call(lambda: std.attach(stdl), slow_repeat),
+            "pyshl": _median_call(attach_ours, repeat),
+            "floor": _median_call(attach_numpy, repeat),
+        }))
+    finally:
+        if ours is not None:
+            _dispose(ours)
+        std.close()
+    return rows
+
+
+def _dispose(sl):
+    sl.close()
+    sl.unlink()
+
+
+def _fmt_time(seconds):
+    if seconds is None:
+        return "—"
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return "%.3g %s" % (seconds / scale, unit)
+    return "%.3g ns" % (seconds / 1e-9)
+
+
+def table(rows, n):
+    """The rows as a Markdown table."""
+    lines = [
+        "%s items, %s, median of repeats" % (format(n, ","), sys.version.split()[0]),
+        "",
+        "| operation | list / NumPy floor | array.array('q') | stdlib | pyshl "
+        "| pyshl vs stdlib | pyshl vs list/floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, t in rows:
+        base = t.get("list", t.get("floor"))
+        speedup = t["stdlib"] / t["pyshl"]
+        versus = t["pyshl"] / base if base else None
+        lines.append("| %s | %s | %s | %s | %s | %s× faster | %s |" % (
+            label, _fmt_time(base), _fmt_time(t.get("array")), _fmt_time(t["stdlib"]),
+            _fmt_time(t["pyshl"]),
+            format(round(speedup), ",") if speedup >= 10 else "%.1f" % speedup,
+            ("%.2f×" % versus) if versus is not None else "—"))
+    return "\n".join(lines)
