@@ -4,8 +4,8 @@ from multiprocessing import shared_memory
 from types import TracebackType
 from typing import Any, Generic, Iterable, Iterator, Optional, Type, TypeVar, Union
 
-_T = TypeVar("_T", int, float, bool, str, bytes, None)
 _Item = Union[int, float, bool, str, bytes, None]
+_T = TypeVar("_T", bound=_Item)
 
 class UnsupportedTypeError(TypeError, KeyError): ...
 
