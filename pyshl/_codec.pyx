@@ -21,13 +21,15 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.exc cimport PyErr_SetFromErrnoWithFilenameObject
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
 from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.buffer cimport PyObject_CheckBuffer
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
 from cpython.number cimport PyNumber_AsSsize_t
 from cpython.object cimport Py_EQ, PyObject, PyObject_RichCompare, PyObject_RichCompareBool
 from cpython.ref cimport Py_INCREF
 from cpython.slice cimport PySlice_Check
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
 from libc.math cimport floor, isfinite
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
@@ -112,6 +114,38 @@ cdef extern from *:
             bad |= (uint8_t)codes[k + i];
         return bad ? -1 : start;
     }
+    /* The first i in 0..m-1 at which slots k.. stop being one contiguous run
+       of 8-byte slots of format `word`, code 0, starting at offset `base`;
+       m if none does.  Every slot's end offset is read (a view must be
+       exactly the slots item access sees).  Checked a block at a time, so
+       the common, all-good case vectorises. */
+    static inline Py_ssize_t pyshl_uniform_prefix(const char *offsets, const char *formats,
+                                                  const char *codes, Py_ssize_t k,
+                                                  Py_ssize_t m, uint64_t word, int64_t base) {
+        Py_ssize_t done = 0, i, len;
+        int64_t end;
+        uint64_t f, bad;
+        while (done < m) {
+            len = m - done < 256 ? m - done : 256;
+            bad = 0;
+            for (i = done; i < done + len; i++) {
+                memcpy(&end, offsets + 8 * (k + i + 1), 8);
+                memcpy(&f, formats + 8 * (k + i), 8);
+                bad |= (uint64_t)(end - base - 8 * (int64_t)(i + 1)) | (f ^ word)
+                       | (uint8_t)codes[k + i];
+            }
+            if (bad) {
+                for (i = done; i < done + len; i++) {
+                    memcpy(&end, offsets + 8 * (k + i + 1), 8);
+                    memcpy(&f, formats + 8 * (k + i), 8);
+                    if (end != base + 8 * (int64_t)(i + 1) || f != word || codes[k + i] != 0)
+                        return i;
+                }
+            }
+            done += len;
+        }
+        return m;
+    }
     static inline Py_ssize_t pyshl_count_i64(const char *p, Py_ssize_t m, int64_t target) {
         Py_ssize_t i, c = 0;
         int64_t v;
@@ -133,6 +167,9 @@ cdef extern from *:
     int64_t regular_run "pyshl_regular_run"(const char* offsets, const char* formats,
                                             const char* codes, Py_ssize_t k, Py_ssize_t m,
                                             uint64_t word, int64_t data_size) nogil
+    Py_ssize_t uniform_prefix "pyshl_uniform_prefix"(const char* offsets, const char* formats,
+                                                    const char* codes, Py_ssize_t k,
+                                                    Py_ssize_t m, uint64_t word, int64_t base) nogil
     Py_ssize_t count_i64 "pyshl_count_i64"(const char* p, Py_ssize_t m, int64_t target) nogil
     Py_ssize_t count_f64 "pyshl_count_f64"(const char* p, Py_ssize_t m, double target) nogil
 
@@ -268,6 +305,41 @@ cdef object _normalise(object value):
         if isinstance(value, np.floating) and value.dtype.itemsize <= 8:
             return float(value)
     raise _unsupported(value)
+
+
+cdef object _np = None
+
+
+cdef object _numpy():
+    """NumPy, imported on first use so that importing pyshl stays quick."""
+    global _np
+    if _np is None:
+        import numpy
+        _np = numpy
+    return _np
+
+
+cdef object _numeric_array(object source):
+    """source as a 1-D NumPy array of a type a list stores in bulk, else None.
+
+    Integers (uint64 only within int64 range), floats up to 64 bits and bools
+    qualify; other buffers (strings, objects, ...) are taken item by item.
+    """
+    if PyUnicode_Check(source):
+        return None
+    np = _numpy()
+    if isinstance(source, np.ma.MaskedArray):
+        return None   # item by item, so that masked entries are not silently stored
+    array = source if isinstance(source, np.ndarray) else np.asarray(memoryview(source))
+    kind, size = array.dtype.kind, array.dtype.itemsize
+    if not (kind == "b" or (kind in "iu" and size <= 8) or (kind == "f" and size <= 8)):
+        return None
+    if array.ndim != 1:
+        raise ValueError("a ShareableList is built from a 1-D array, not %d-D" % array.ndim)
+    if kind == "u" and size == 8 and array.size and array.max() > 9223372036854775807:
+        raise OverflowError("uint64 value %d does not fit in a signed 64-bit slot"
+                            % array.max())
+    return array
 
 
 # A value ready to be written: its kind, its 8 raw bytes (numbers) or its
@@ -585,10 +657,15 @@ cdef class ShareableList:
     # -- construction -------------------------------------------------------
 
     cdef _create(self, object sequence, object name, object track):
-        cdef Py_ssize_t n, k
+        cdef Py_ssize_t n
         cdef int64_t data_size
         if sequence is None:
             sequence = ()
+        if PyObject_CheckBuffer(sequence):
+            array = _numeric_array(sequence)
+            if array is not None:
+                self._create_from_array(array, name, track)
+                return
         # A list or tuple is used as it is (no copy); anything else is
         # materialised once.  _fill re-checks what _plan validated.
         items = PySequence_Fast(sequence, "ShareableList() takes an iterable of items")
@@ -598,22 +675,62 @@ cdef class ShareableList:
             items = [x if _is_exact(x) else _normalise(x) for x in items]
             data_size = _plan(items)
         n = PySequence_Fast_GET_SIZE(items)
+        shm = self._new_segment(n, data_size, name, track)
+        try:
+            _fill(items, self._offsets, self._data, self._formats, self._codes, n, data_size)
+        except BaseException:
+            self._discard()
+            raise
+
+    cdef _create_from_array(self, object array, object name, object track):
+        """One copy from a 1-D numeric array: NumPy casts straight into the segment."""
+        cdef Py_ssize_t k, n = len(array)
+        cdef uint64_t word
+        np = _numpy()
+        kind = array.dtype.kind
+        word = FMT_BOOL if kind == "b" else FMT_D if kind == "f" else FMT_Q
+        self._new_segment(n, 8 * n, name, track)
+        try:
+            for k in range(n + 1):
+                store_i64(self._offsets + 8 * k, 8 * k)
+            for k in range(n):
+                store_i64(self._formats + 8 * k, <int64_t>word)
+            # Codes stay 0, as the fresh segment is zeroed.
+            if kind == "b":
+                target = np.ndarray((n,), np.bool_, buffer=self._map,
+                                    offset=self._data - self._map.addr + 7, strides=(8,))
+            else:
+                target = np.ndarray((n,), np.float64 if kind == "f" else np.int64,
+                                    buffer=self._map, offset=self._data - self._map.addr)
+            target[...] = array
+        except BaseException:
+            self._discard()
+            raise
+
+    cdef object _new_segment(self, Py_ssize_t n, int64_t data_size, object name, object track):
+        """Create a segment for n items and data_size bytes of slots, header written."""
         total = 8 * (n + 2) + data_size + 9 * n
         shm = SharedMemory(name, create=True, size=total,
                            track=True if track is None else track)
         cdef char* base = (<_Mapping>shm._mmap).addr
-        try:
-            # The header first: _bind validates the geometry it describes.
-            store_i64(base + 8 + 8 * n, data_size)
-            store_i64(base, n)
-            self._bind(shm)
-            _fill(items, self._offsets, self._data, self._formats, self._codes, n, data_size)
-        except BaseException:
-            self._map = _CLOSED
-            shm.close()
-            shm.unlink()
-            raise
+        # The header first: _bind validates the geometry it describes.
+        store_i64(base + 8 + 8 * n, data_size)
+        store_i64(base, n)
         self._owner = True
+        try:
+            self._bind(shm)
+        except BaseException:
+            self.shm = shm
+            self._discard()
+            raise
+        return shm
+
+    cdef _discard(self):
+        """Undo a failed construction: no segment is left behind."""
+        self._map = _CLOSED
+        self._owner = False
+        self.shm.close()
+        self.shm.unlink()
 
     cdef _attach(self, object name, object track):
         shm = SharedMemory(name, track=False if track is None else track)
@@ -657,14 +774,15 @@ cdef class ShareableList:
 
     def __getitem__(self, index):
         if not PyLong_CheckExact(index) and PySlice_Check(index):
-            raise TypeError("ShareableList indices must be integers")
+            return _get_slice(self, index)
         return _read(self, _position(self, index, "index out of range"))
 
     def __setitem__(self, index, value):
         cdef Packed packed
         cdef Py_ssize_t k
         if PySlice_Check(index):
-            raise TypeError("ShareableList indices must be integers")
+            _set_slice(self, index, value)
+            return
         if not _pack_exact(value, &packed):
             value = _normalise(value)
             _pack_exact(value, &packed)
@@ -709,6 +827,74 @@ cdef class ShareableList:
             Py_INCREF(item)
             PyList_SET_ITEM(result, k, item)
         return result
+
+    def view(self, start=None, stop=None, *, dtype=None):
+        """A zero-copy NumPy array over items start..stop-1 of one numeric type.
+
+        All int gives int64, all float float64, all bool bool (a strided view
+        of each slot's flag byte).  Writes through the array are writes to the
+        list, seen by every process at once.  The array is typed by the items
+        when it is made: see the README for what it shows if another process
+        later stores another type.  An empty range needs ``dtype``.
+
+        Raises TypeError, naming the first index, if the range mixes types.
+        """
+        _check_open(self)
+        np = _numpy()
+        cdef Py_ssize_t a, b, m, bad
+        cdef int64_t base
+        cdef uint64_t word
+        cdef Slot slot
+        a, b, _ = slice(start, stop).indices(self._n)
+        m = max(b - a, 0)
+        wanted = None if dtype is None else np.dtype(dtype)
+        if wanted is not None and wanted not in (np.dtype(np.int64), np.dtype(np.float64),
+                                                 np.dtype(np.bool_)):
+            raise ValueError("view() gives int64, float64 or bool arrays, not %s" % wanted)
+        if m == 0:
+            if wanted is None:
+                raise ValueError("an empty range has no item to take a dtype from: "
+                                 "pass dtype=")
+            return np.empty(0, wanted)
+        word = load_u64(self._formats + 8 * a)
+        if self._codes[a] != CODE_VALUE or not (word == FMT_Q or word == FMT_D
+                                                or word == FMT_BOOL):
+            raise TypeError("item %d is %s: view() needs int, float or bool items"
+                            % (a, _describe(self, a)))
+        found = np.dtype(np.int64 if word == FMT_Q else np.float64 if word == FMT_D
+                         else np.bool_)
+        if wanted is not None and wanted != found:
+            raise TypeError("item %d is %s, not a %s" % (a, _describe(self, a), wanted))
+        base = load_i64(self._offsets + 8 * a)
+        if base < 0 or base > self._data_size - 8 * m:
+            _slot(self, a, &slot)   # raises the precise error if the offsets are bad
+            raise TypeError("items %d..%d are not contiguous 8-byte slots" % (a, b - 1))
+        bad = uniform_prefix(self._offsets, self._formats, self._codes, a, m, word, base)
+        if bad < m:
+            raise TypeError("item %d is %s, not %s like item %d: view() needs one numeric "
+                            "type in contiguous 8-byte slots"
+                            % (a + bad, _describe(self, a + bad), _describe(self, a), a))
+        offset = self._data - self._map.addr + base
+        if word == FMT_BOOL:
+            return np.ndarray((m,), np.bool_, buffer=self._map, offset=offset + 7, strides=(8,))
+        return np.ndarray((m,), found, buffer=self._map, offset=offset)
+
+    def __array__(self, dtype=None, copy=None):
+        """Zero-copy for a list of one numeric type; item by item otherwise."""
+        np = _numpy()
+        try:
+            array = self.view()
+        except (TypeError, ValueError):
+            _check_open(self)
+            if copy is False:
+                raise ValueError("this ShareableList is not of one numeric type, so it "
+                                 "cannot be an array without a copy")
+            return np.array(self.tolist(), dtype=dtype)
+        if dtype is not None and np.dtype(dtype) != array.dtype:
+            if copy is False:
+                raise ValueError("converting to %s needs a copy" % np.dtype(dtype))
+            return array.astype(dtype)
+        return array.copy() if copy else array
 
     # -- metadata -------------------------------------------------------------
 
@@ -887,6 +1073,22 @@ cdef object _read_slot(ShareableList sl, Py_ssize_t k):
     return PyBytes_FromStringAndSize(s.ptr, length)
 
 
+cdef str _describe(ShareableList sl, Py_ssize_t k):
+    """'an int', 'a str', ... for item k, or what is wrong with its slot."""
+    cdef Slot s
+    try:
+        _slot(sl, k, &s)
+    except ValueError as exc:
+        return "unreadable (%s)" % exc
+    if s.code == CODE_NONE:
+        return "None"
+    if s.kind == K_BYTES:
+        return "a str" if s.code == CODE_STR else "a bytes"
+    if s.size != 8:
+        return "a number in a %d-byte slot" % s.size
+    return ("an int", "a float", "a bool", "a bool")[s.kind]
+
+
 cdef inline void _set_meta(ShareableList sl, Py_ssize_t k, Slot* s, uint64_t fmt, int code) noexcept:
     if s.format != fmt:
         store_i64(sl._formats + 8 * k, <int64_t>fmt)
@@ -907,30 +1109,83 @@ cdef inline int _write(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
     return _write_slot(sl, k, v)
 
 
-cdef int _write_slot(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
-    cdef Slot s
-    cdef uint64_t new_format
-    cdef int new_code = _kind_code(v.kind)
-    cdef Py_ssize_t width
-    _slot(sl, k, &s)
+cdef int _check_write(ShareableList sl, Py_ssize_t k, Packed* v, Slot* s,
+                      uint64_t* new_format, Py_ssize_t* width) except -1:
+    """Decide how a packed value goes into slot k; raise if it cannot."""
+    _slot(sl, k, s)
     if v.kind == K_STR or v.kind == K_BYTES:
         if v.size > s.size:
             raise ValueError("bytes/str item exceeds available storage")
         if s.kind == K_BYTES and v.size <= s.width:
-            new_format = s.format
-            width = s.width
+            new_format[0] = s.format
+            width[0] = s.width
         else:
             if s.size > MAX_SLOT:
                 _corrupt(sl, k, "a %d-byte slot is larger than a format can describe" % s.size)
-            new_format = _bytes_format(s.size)
-            width = s.size
-        _set_meta(sl, k, &s, new_format, new_code)
+            new_format[0] = _bytes_format(s.size)
+            width[0] = s.size
+    else:
+        new_format[0] = _kind_format(v.kind)
+        width[0] = 8
+    return 0
+
+
+cdef int _write_slot(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
+    cdef Slot s
+    cdef uint64_t new_format
+    cdef Py_ssize_t width
+    _check_write(sl, k, v, &s, &new_format, &width)
+    _set_meta(sl, k, &s, new_format, _kind_code(v.kind))
+    if v.kind == K_STR or v.kind == K_BYTES:
         memcpy(s.ptr, v.data, v.size)
         memset(s.ptr + v.size, 0, width - v.size)
     else:
-        # Same-type numeric writes touch only the value: one 8-byte store.
-        _set_meta(sl, k, &s, _kind_format(v.kind), new_code)
         store_i64(s.ptr, v.raw)
+    return 0
+
+
+cdef list _get_slice(ShareableList sl, object index):
+    _check_open(sl)
+    cdef _Mapping keep = sl._map
+    cdef Py_ssize_t start, stop, step, j, m
+    start, stop, step = index.indices(sl._n)
+    m = len(range(start, stop, step))
+    result = PyList_New(m)
+    for j in range(m):
+        item = _read(sl, start + j * step)
+        Py_INCREF(item)
+        PyList_SET_ITEM(result, j, item)
+    return result
+
+
+cdef int _set_slice(ShareableList sl, object index, object values) except -1:
+    """Assign an equal-length sequence to a slice, validated in full first."""
+    cdef Py_ssize_t start, stop, step, j, m
+    cdef Packed* packed
+    cdef Slot s
+    cdef uint64_t new_format
+    cdef Py_ssize_t width
+    values = PySequence_Fast(values, "can only assign an iterable to a ShareableList slice")
+    # Converting values may run Python code: all of it happens before any read.
+    values = [x if _is_exact(x) else _normalise(x) for x in values]
+    _check_open(sl)
+    start, stop, step = index.indices(sl._n)
+    m = len(range(start, stop, step))
+    if len(values) != m:
+        raise ValueError("attempt to assign a sequence of size %d to a slice of size %d: "
+                         "a ShareableList's length is fixed" % (len(values), m))
+    packed = <Packed*>PyMem_Malloc(max(m, 1) * sizeof(Packed))
+    if packed == NULL:
+        raise MemoryError()
+    try:
+        for j in range(m):
+            _pack_exact(values[j], &packed[j])
+        for j in range(m):
+            _check_write(sl, start + j * step, &packed[j], &s, &new_format, &width)
+        for j in range(m):
+            _write(sl, start + j * step, &packed[j])
+    finally:
+        PyMem_Free(packed)
     return 0
 
 
