@@ -127,6 +127,32 @@ def run(n=1_000_000, repeat=5, progress=None):
                 "pyshl": _median_call(lambda: fn(ours), repeat),
             }))
 
+        say("views")
+        private = np.arange(n, dtype=np.int64)
+        view = ours.view()
+        rows.append(("view() (homogeneity check)", {
+            "pyshl": _median_call(ours.view, repeat),
+        }))
+        rows.append(("sum: sum(x) / view().sum() vs NumPy", {
+            "list": _median_call(private.sum, repeat),
+            "stdlib": _median_call(lambda: sum(stdl), slow_repeat),
+            "pyshl": _median_call(view.sum, repeat),
+        }))
+        del view
+        rows.append(("construct from ndarray", {
+            "stdlib": _median_call(lambda: std.create(private.tolist()), slow_repeat),
+            "pyshl": _median_call(lambda: _dispose(ShareableList(private)), repeat),
+            "floor": _median_call(lambda: _floor(ours.shm.size), repeat),
+        }))
+        std.close()
+        std.made = []
+        stdl = std.create(ints)
+        rows.append(("tolist() / list(x)", {
+            "list": _median_call(ints.copy, repeat),
+            "stdlib": _median_call(lambda: list(stdl), slow_repeat),
+            "pyshl": _median_call(ours.tolist, repeat),
+        }))
+
         say("attach")
         blob = pickle.dumps(ours)
 
@@ -178,6 +204,9 @@ def table(rows, n):
     ]
     for label, t in rows:
         base = t.get("list", t.get("floor"))
+        if "stdlib" not in t:   # pyshl only
+            lines.append("| %s | — | — | — | %s | — | — |" % (label, _fmt_time(t["pyshl"])))
+            continue
         speedup = t["stdlib"] / t["pyshl"]
         versus = t["pyshl"] / base if base else None
         lines.append("| %s | %s | %s | %s | %s | %s× faster | %s |" % (
