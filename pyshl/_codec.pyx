@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=True, wraparound=True, cdivision=False
-# cython: embedsignature=True, binding=True
+# cython: embedsignature=True, binding=False
 """The pyshl core: the ShareableList segment layout, item packing and
 unpacking, C scans, and the shared-memory mapping that backs them.
 
@@ -16,22 +16,23 @@ validates n and off_n against the segment size (O(1)); every access then
 validates exactly the offsets it reads, so no pointer ever leaves the segment.
 """
 
+cimport cython
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_SetFromErrnoWithFilenameObject
-from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_FromDouble
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.buffer cimport PyObject_CheckBuffer
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
-from cpython.number cimport PyNumber_AsSsize_t
+from cpython.number cimport PyIndex_Check, PyNumber_AsSsize_t, PyNumber_Index
 from cpython.object cimport Py_EQ, PyObject, PyObject_RichCompare, PyObject_RichCompareBool
 from cpython.ref cimport Py_INCREF
 from cpython.slice cimport PySlice_Check
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
 from libc.math cimport floor, isfinite
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
 from libc.string cimport memcmp, memcpy, memset
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
 from posix.mman cimport shm_open, shm_unlink
@@ -146,6 +147,42 @@ cdef extern from *:
         }
         return m;
     }
+    /* Atomic read-modify-writes on an aligned 8-byte slot, across processes. */
+    static inline int pyshl_fetch_add_i64(char *p, int64_t delta, int64_t *old) {
+        /* 0 on success (*old is the previous value); 1 if the sum would
+           overflow int64, in which case nothing is written. */
+        int64_t cur = __atomic_load_n((int64_t *)p, __ATOMIC_RELAXED), next;
+        do {
+            if (__builtin_add_overflow(cur, delta, &next)) {
+                *old = cur;
+                return 1;
+            }
+        } while (!__atomic_compare_exchange_n((int64_t *)p, &cur, next, 1,
+                                              __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+        *old = cur;
+        return 0;
+    }
+    static inline double pyshl_fetch_add_f64(char *p, double delta) {
+        int64_t cur = __atomic_load_n((int64_t *)p, __ATOMIC_RELAXED), next;
+        double value, sum;
+        do {
+            memcpy(&value, &cur, 8);
+            sum = value + delta;
+            memcpy(&next, &sum, 8);
+        } while (!__atomic_compare_exchange_n((int64_t *)p, &cur, next, 1,
+                                              __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+        return value;
+    }
+    static inline int pyshl_cas_i64(char *p, int64_t *expected, int64_t desired) {
+        return __atomic_compare_exchange_n((int64_t *)p, expected, desired, 0,
+                                           __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    }
+    static inline int64_t pyshl_load_seq_i64(const char *p) {
+        return __atomic_load_n((const int64_t *)p, __ATOMIC_SEQ_CST);
+    }
+    static inline void pyshl_store_seq_i64(char *p, int64_t v) {
+        __atomic_store_n((int64_t *)p, v, __ATOMIC_SEQ_CST);
+    }
     static inline Py_ssize_t pyshl_count_i64(const char *p, Py_ssize_t m, int64_t target) {
         Py_ssize_t i, c = 0;
         int64_t v;
@@ -170,6 +207,11 @@ cdef extern from *:
     Py_ssize_t uniform_prefix "pyshl_uniform_prefix"(const char* offsets, const char* formats,
                                                     const char* codes, Py_ssize_t k,
                                                     Py_ssize_t m, uint64_t word, int64_t base) nogil
+    int fetch_add_i64 "pyshl_fetch_add_i64"(char* p, int64_t delta, int64_t* old) nogil
+    double fetch_add_f64 "pyshl_fetch_add_f64"(char* p, double delta) nogil
+    bint cas_i64 "pyshl_cas_i64"(char* p, int64_t* expected, int64_t desired) nogil
+    int64_t load_seq_i64 "pyshl_load_seq_i64"(const char* p) nogil
+    void store_seq_i64 "pyshl_store_seq_i64"(char* p, int64_t v) nogil
     Py_ssize_t count_i64 "pyshl_count_i64"(const char* p, Py_ssize_t m, int64_t target) nogil
     Py_ssize_t count_f64 "pyshl_count_f64"(const char* p, Py_ssize_t m, double target) nogil
 
@@ -896,6 +938,102 @@ cdef class ShareableList:
             return array.astype(dtype)
         return array.copy() if copy else array
 
+    # -- atomics ----------------------------------------------------------------
+
+    def fetch_add(self, index, delta):
+        """Atomically add delta to an int or float item; return the previous value.
+
+        Atomic across threads and processes (a compare-and-swap on the aligned
+        8-byte slot).  An int item takes an int delta; an add that would
+        overflow int64 raises OverflowError and leaves the item unchanged.  A
+        float item takes an int or float delta.  Other items raise TypeError.
+        """
+        cdef Number d
+        cdef char* p
+        cdef int64_t old
+        _number_arg(delta, &d, "delta")
+        cdef Py_ssize_t k = _position(self, index, "index out of range")
+        if _atomic_slot(self, k, &p, "fetch_add") == K_INT:
+            if not d.is_int:
+                raise TypeError("cannot add a float to item %d, an int (store a float "
+                                "there first)" % k)
+            if d.overflow or fetch_add_i64(p, d.ival, &old):
+                raise OverflowError("adding %r to item %d would overflow int64; the item "
+                                    "is unchanged" % (delta, k))
+            return PyLong_FromLongLong(old)
+        return PyFloat_FromDouble(fetch_add_f64(p, _number_as_double(&d, delta)))
+
+    def compare_exchange(self, index, expected, desired):
+        """Atomically: if item == expected, store desired; return whether it did.
+
+        Same type only: an int item takes ints, a float item floats (compared
+        as Python does: 0.0 == -0.0, NaN never equal).
+        """
+        cdef Number e, w
+        cdef char* p
+        cdef int64_t current, want
+        _number_arg(expected, &e, "expected")
+        _number_arg(desired, &w, "desired")
+        cdef Py_ssize_t k = _position(self, index, "index out of range")
+        cdef int kind = _atomic_slot(self, k, &p, "compare_exchange")
+        if kind == K_INT:
+            if not (e.is_int and w.is_int):
+                raise TypeError("item %d is an int: expected and desired must be ints" % k)
+            if w.overflow:
+                raise OverflowError("desired %r does not fit in int64" % desired)
+            if e.overflow:
+                return False
+            current = e.ival
+            return cas_i64(p, &current, w.ival)
+        if e.is_int or w.is_int:
+            raise TypeError("item %d is a float: expected and desired must be floats" % k)
+        want = double_as_i64(w.dval)
+        current = load_i64(p)
+        while i64_as_double(current) == e.dval:
+            if cas_i64(p, &current, want):
+                return True
+        return False
+
+    def load(self, index):
+        """Atomically read an int or float item (a sequentially consistent load)."""
+        cdef char* p
+        cdef Py_ssize_t k = _position(self, index, "index out of range")
+        if _atomic_slot(self, k, &p, "load") == K_INT:
+            return PyLong_FromLongLong(load_seq_i64(p))
+        return PyFloat_FromDouble(i64_as_double(load_seq_i64(p)))
+
+    def store(self, index, value):
+        """Atomically write an int or float item with a value of its own type."""
+        cdef Number v
+        cdef char* p
+        _number_arg(value, &v, "value")
+        cdef Py_ssize_t k = _position(self, index, "assignment index out of range")
+        if _atomic_slot(self, k, &p, "store") == K_INT:
+            if not v.is_int:
+                raise TypeError("item %d is an int: store() keeps the type, use sl[i] = v "
+                                "to change it" % k)
+            if v.overflow:
+                raise OverflowError("%r does not fit in int64" % value)
+            store_seq_i64(p, v.ival)
+        else:
+            if v.is_int:
+                raise TypeError("item %d is a float: store() keeps the type, use sl[i] = v "
+                                "to change it" % k)
+            store_seq_i64(p, double_as_i64(v.dval))
+
+    def add_at(self, indices, deltas):
+        """Atomically add deltas to the items at indices: numpy.add.at across processes.
+
+        ``indices`` is an integer array (any shape; negative counts from the
+        end); ``deltas`` an array broadcastable to it, or a scalar.  Repeated
+        indices accumulate.  Every index and item type is checked before
+        anything is added; the additions run with the GIL released.  An int
+        item takes integer deltas, a float item any real deltas.  An addition
+        that would overflow int64 is not applied; the others are, and then
+        OverflowError says how many were skipped.
+        """
+        _add_at(self, indices, deltas)
+
     # -- metadata -------------------------------------------------------------
 
     @property
@@ -967,6 +1105,7 @@ cdef class ShareableList:
             return f"<closed {type(self).__name__} name={name!r}>"
         return f"{type(self).__name__}({self.tolist()}, name={name!r})"
 
+    @classmethod
     def __class_getitem__(cls, item):
         return types.GenericAlias(cls, item)
 
@@ -1186,6 +1325,159 @@ cdef int _set_slice(ShareableList sl, object index, object values) except -1:
             _write(sl, start + j * step, &packed[j])
     finally:
         PyMem_Free(packed)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Atomics
+
+
+# A numeric argument, converted before any slot is read (conversion may run
+# Python code).
+cdef struct Number:
+    bint is_int
+    bint overflow      # an int outside int64
+    int64_t ival
+    double dval
+
+
+cdef int _number_arg(object value, Number* out, str what) except -1:
+    cdef int overflow = 0
+    out.overflow = False
+    if PyLong_CheckExact(value):
+        out.is_int = True
+        out.ival = PyLong_AsLongLongAndOverflow(value, &overflow)
+        out.overflow = overflow != 0
+        return 0
+    if PyFloat_Check(value):
+        out.is_int = False
+        out.dval = PyFloat_AS_DOUBLE(value)
+        return 0
+    if PyIndex_Check(value) and not (value is True or value is False):
+        return _number_arg(PyNumber_Index(value), out, what)
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.floating) and value.dtype.itemsize <= 8:
+        out.is_int = False
+        out.dval = float(value)
+        return 0
+    raise TypeError("%s must be an int or a float, not %r" % (what, type(value).__name__))
+
+
+cdef double _number_as_double(Number* n, object original) except? -1.0:
+    if not n.is_int:
+        return n.dval
+    if not n.overflow:
+        return <double>n.ival
+    return float(original)   # a big int: OverflowError past the float range
+
+
+cdef inline int _atomic_slot(ShareableList sl, Py_ssize_t k, char** ptr, str op) except -1:
+    """Point at item k's aligned 8-byte slot, which must hold an int or a float."""
+    cdef int64_t start = load_i64(sl._offsets + 8 * k)
+    cdef int64_t end = load_i64(sl._offsets + 8 * k + 8)
+    cdef uint64_t word = load_u64(sl._formats + 8 * k)
+    if (sl._codes[k] == CODE_VALUE and (word == FMT_Q or word == FMT_D)
+            and <uint64_t>start <= <uint64_t>end and <uint64_t>end <= <uint64_t>sl._data_size
+            and end - start >= 8 and ((<uintptr_t>sl._data + <uint64_t>start) & 7) == 0):
+        ptr[0] = sl._data + start
+        return K_INT if word == FMT_Q else K_FLOAT
+    return _atomic_slot_checked(sl, k, ptr, op)
+
+
+cdef int _atomic_slot_checked(ShareableList sl, Py_ssize_t k, char** ptr, str op) except -1:
+    cdef Slot s
+    _slot(sl, k, &s)
+    if s.code != CODE_VALUE or not (s.kind == K_INT or s.kind == K_FLOAT):
+        raise TypeError("%s needs an int or float item; item %d is %s"
+                        % (op, k, _describe(sl, k)))
+    if (<uintptr_t>s.ptr) & 7:
+        raise ValueError("item %d is not 8-byte aligned, so it cannot be updated "
+                         "atomically" % k)
+    ptr[0] = s.ptr
+    return s.kind
+
+
+# One validated target of add_at: its slot and whether it holds a float.
+cdef struct Target8:
+    char* ptr
+    bint is_float
+
+
+@cython.boundscheck(False)   # every index is checked against n, and j < m, by hand
+@cython.wraparound(False)
+cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
+    np = _numpy()
+    cdef Py_ssize_t j, m, n, bad_index = -1, skipped = 0
+    cdef int64_t k
+    cdef int kind
+    cdef int64_t old
+    cdef bint int_deltas, scalar
+    cdef Target8* targets
+    _check_open(sl)
+    n = sl._n
+    index_array = np.asarray(indices)
+    if index_array.size == 0:
+        index_array = index_array.astype(np.int64)   # [] is float64: nothing to add
+    if index_array.dtype.kind not in "iu":
+        raise TypeError("add_at indices must be an integer array, not %s" % index_array.dtype)
+    delta_array = np.asarray(deltas)
+    if delta_array.dtype.kind not in "biuf" or delta_array.dtype.itemsize > 8:
+        raise TypeError("add_at deltas must be integers or floats, not %s" % delta_array.dtype)
+    int_deltas = delta_array.dtype.kind != "f"
+    scalar = delta_array.ndim == 0
+    if not scalar:
+        delta_array = np.broadcast_to(delta_array, index_array.shape).ravel()
+    index_array = index_array.ravel()
+    m = index_array.shape[0]
+    if m == 0:
+        return 0
+    if index_array.dtype.kind == "u" and index_array.max() >= n:
+        raise IndexError("add_at index %d is out of range for a ShareableList of %d items"
+                         % (index_array.max(), n))
+    if int_deltas and delta_array.dtype.kind == "u" and delta_array.size \
+            and delta_array.max() > 9223372036854775807:
+        raise OverflowError("a uint64 delta does not fit in int64")
+    cdef const int64_t[::1] idx = np.ascontiguousarray(index_array, dtype=np.int64)
+    delta_array = np.ascontiguousarray(delta_array, dtype=np.int64 if int_deltas else np.float64)
+    cdef const int64_t[::1] int_delta
+    cdef const double[::1] float_delta
+    if int_deltas:
+        int_delta = delta_array.reshape(-1)
+    else:
+        float_delta = delta_array.reshape(-1)
+    cdef Py_ssize_t step = 0 if scalar else 1
+    cdef _Mapping keep = sl._map     # mapped while the GIL is released
+    targets = <Target8*>PyMem_Malloc(m * sizeof(Target8))
+    if targets == NULL:
+        raise MemoryError()
+    try:
+        # Pass 1: every target slot is valid, numeric, aligned and of a type
+        # the deltas can go into -- before anything is written.
+        for j in range(m):
+            k = idx[j] + n if idx[j] < 0 else idx[j]
+            if <uint64_t>k >= <uint64_t>n:
+                raise IndexError("add_at index %d is out of range for a ShareableList of "
+                                 "%d items" % (idx[j], n))
+            kind = _atomic_slot(sl, k, &targets[j].ptr, "add_at")
+            targets[j].is_float = kind == K_FLOAT
+            if kind == K_INT and not int_deltas:
+                raise TypeError("add_at cannot add float deltas to item %d, an int" % k)
+        # Pass 2: the additions.
+        with nogil:
+            for j in range(m):
+                if targets[j].is_float:
+                    fetch_add_f64(targets[j].ptr, <double>int_delta[j * step] if int_deltas
+                                  else float_delta[j * step])
+                elif fetch_add_i64(targets[j].ptr, int_delta[j * step], &old):
+                    skipped += 1
+                    if bad_index < 0:
+                        bad_index = j
+    finally:
+        PyMem_Free(targets)
+    if skipped:
+        raise OverflowError("%d of %d additions would have overflowed int64 and were not "
+                            "applied (the first at index %d); the others were"
+                            % (skipped, m, index_array[bad_index]))
     return 0
 
 
