@@ -1341,20 +1341,26 @@ cdef struct Number:
     double dval
 
 
-cdef int _number_arg(object value, Number* out, str what) except -1:
+cdef inline int _number_arg(object value, Number* out, str what) except -1:
     cdef int overflow = 0
-    out.overflow = False
     if PyLong_CheckExact(value):
         out.is_int = True
         out.ival = PyLong_AsLongLongAndOverflow(value, &overflow)
         out.overflow = overflow != 0
         return 0
+    return _number_arg_other(value, out, what)
+
+
+cdef int _number_arg_other(object value, Number* out, str what) except -1:
+    out.overflow = False
+    if PyLong_CheckExact(value):
+        return _number_arg(value, out, what)
     if PyFloat_Check(value):
         out.is_int = False
         out.dval = PyFloat_AS_DOUBLE(value)
         return 0
     if PyIndex_Check(value) and not (value is True or value is False):
-        return _number_arg(PyNumber_Index(value), out, what)
+        return _number_arg(int(PyNumber_Index(value)), out, what)
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.floating) and value.dtype.itemsize <= 8:
         out.is_int = False
