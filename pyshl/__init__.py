@@ -4,6 +4,7 @@
 """
 
 from pyshl._codec import SharedMemory, ShareableList, UnsupportedTypeError
+from pyshl._manager import SharedMemoryManager
 
-__all__ = ["ShareableList", "SharedMemory", "UnsupportedTypeError"]
+__all__ = ["ShareableList", "SharedMemory", "SharedMemoryManager", "UnsupportedTypeError"]
 __version__ = "0.1.0"

@@ -1,13 +1,123 @@
-"""python -m pyshl: a self-check against the standard library, then a speed table."""
+"""The pyshl command line: see, inspect and remove shared lists; benchmark; demo.
+
+    pyshl ls [--all] [--json]          python -m pyshl works the same way
+    pyshl show NAME [--json] [--limit N]
+    pyshl rm NAME [NAME ...]
+    pyshl bench [-n N] [--repeat R]
+    pyshl demo [--workers W] [--requests R]
+
+Exit codes: 0 success, 1 a command failed (a missing segment, say), 2 bad usage.
+"""
 
 import argparse
+import json
 import sys
 from multiprocessing import shared_memory as std_shared_memory
 
-from pyshl import ShareableList, _bench
+from pyshl import ShareableList, _bench, _segments
+from pyshl._codec import _unlink_segment
 
 SAMPLE = [42, -2**63, 2.5, True, False, None, "text", "x" * 8, b"bytes", b""]
 
+
+def _fail(message):
+    print("pyshl: %s" % message, file=sys.stderr)
+    return 1
+
+
+# -- ls ---------------------------------------------------------------------------
+
+def cmd_ls(args):
+    entries = _segments.segments(include_all=args.all)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        print("no %s in %s" % ("segments" if args.all else "ShareableLists", _segments.SHM_DIR))
+        return 0
+    rows = [("NAME", "ITEMS", "BYTES", "TYPES", "OWNER", "AGE")]
+    for e in entries:
+        rows.append((e["name"], "-" if e["items"] is None else format(e["items"], ","),
+                     format(e["bytes"], ","),
+                     "(not a ShareableList)" if e["error"] else _segments.types_summary(e["types"]),
+                     e["owner"], _segments.age(e["age_seconds"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.rjust(w) if i in (1, 2) else cell.ljust(w)
+                        for i, (cell, w) in enumerate(zip(r, widths))).rstrip())
+    return 0
+
+
+# -- show -------------------------------------------------------------------------
+
+def _shown_indexes(n, limit):
+    """All indexes, or the first limit-5 and the last 5 of a long list."""
+    if n <= limit:
+        return list(range(n))
+    tail = min(5, limit // 2)
+    return list(range(limit - tail)) + list(range(n - tail, n))
+
+
+def _read(sl, k):
+    try:
+        return sl[k], None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def cmd_show(args):
+    try:
+        entry = _segments.describe(args.name)
+    except FileNotFoundError:
+        return _fail("no shared memory segment named %r" % args.name)
+    if entry["error"]:
+        return _fail("%r is not a ShareableList: %s" % (args.name, entry["error"]))
+    sl = ShareableList(name=args.name)
+    try:
+        indexes = _shown_indexes(len(sl), args.limit)
+        items = [(k,) + _read(sl, k) for k in indexes]
+        fmt = "".join(sl._get_packing_format(k) for k in indexes)
+    finally:
+        sl.close()
+    truncated = len(indexes) < entry["items"]
+    if args.json:
+        entry.update(format=None if truncated else fmt, truncated=truncated,
+                     values=[[k, {"error": err} if err else _segments.json_value(v)]
+                             for k, v, err in items])
+        print(json.dumps(entry, indent=2, allow_nan=False))
+        return 0
+    print("name:    %s" % entry["name"])
+    print("size:    %s bytes, %s items (%s)" % (format(entry["bytes"], ","),
+                                                 format(entry["items"], ","),
+                                                 _segments.types_summary(entry["types"])))
+    print("format:  %s%s" % (fmt[:70], "…" if truncated or len(fmt) > 70 else ""))
+    print("owner:   %s, modified %s ago" % (entry["owner"], _segments.age(entry["age_seconds"])))
+    previous = -1
+    for k, value, err in items:
+        if k != previous + 1:
+            print("  … %s more …" % format(k - previous - 1, ","))
+        print("  [%d] %s" % (k, "<corrupt: %s>" % err if err else repr(value)))
+        previous = k
+    return 0
+
+
+# -- rm ---------------------------------------------------------------------------
+
+def cmd_rm(args):
+    status = 0
+    for name in args.names:
+        try:
+            _unlink_segment(name)
+        except FileNotFoundError:
+            status = _fail("no shared memory segment named %r" % name)
+        except (ValueError, OSError) as exc:
+            status = _fail("cannot remove %r: %s" % (name, exc))
+        else:
+            print("removed %s" % name)
+    return status
+
+
+# -- bench ------------------------------------------------------------------------
 
 def self_check():
     """Create, attach and write across pyshl and the stdlib; raise on any mismatch."""
@@ -41,28 +151,98 @@ def self_check():
         theirs.shm.unlink()
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m pyshl",
-        description="Check pyshl against the standard library's ShareableList on this "
-                    "machine, then time both side by side.")
-    parser.add_argument("-n", type=int, default=100_000,
-                        help="items in the speed table (default 100,000; "
-                             "benchmarks/bench_core.py runs a million)")
-    parser.add_argument("--repeat", type=int, default=5, help="repeats per timing (default 5)")
-    args = parser.parse_args(argv)
+def cmd_bench(args):
     if args.n < 1 or args.repeat < 1:
-        parser.error("-n and --repeat must be positive")
-
-    self_check()
+        return _fail("-n and --repeat must be positive")
+    try:
+        self_check()
+    except AssertionError as exc:
+        return _fail("self-check failed: %s" % exc)
     print("self-check: ok (pyshl and the stdlib read and write each other's lists, "
-          "byte for byte)")
-    rows = _bench.run(args.n, args.repeat,
-                      progress=lambda label: print("  timing", label, "…", file=sys.stderr,
-                                                   flush=True))
+          "byte for byte)", flush=True)
+    steps = iter(range(1, _bench.STEPS + 1))
+
+    def progress(label):
+        print("  [%d/%d] timing %s …" % (next(steps), _bench.STEPS, label),
+              file=sys.stderr, flush=True)
+
+    rows = _bench.run(args.n, args.repeat, progress=progress)
     print()
     print(_bench.table(rows, args.n))
     return 0
+
+
+# -- demo -------------------------------------------------------------------------
+
+def cmd_demo(args):
+    from pyshl import demo
+    if args.workers < 1 or args.requests < 1:
+        return _fail("--workers and --requests must be positive")
+    demo.run(args.workers, args.requests)
+    return 0
+
+
+def parser():
+    main_parser = argparse.ArgumentParser(
+        prog="pyshl",
+        description="Shared lists in /dev/shm: see them, inspect them, remove leaked "
+                    "ones, and measure pyshl against the standard library.",
+        epilog="Exit status: 0 success, 1 a command failed, 2 bad usage.")
+    commands = main_parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    ls = commands.add_parser(
+        "ls", help="list the ShareableLists in /dev/shm",
+        description="List the segments in /dev/shm whose header is a valid ShareableList's "
+                    "(pyshl's or the standard library's): name, items, bytes, the types of "
+                    "the items, owner and age.")
+    ls.add_argument("--all", action="store_true", help="list every segment, lists or not")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ls.set_defaults(run=cmd_ls)
+
+    show = commands.add_parser(
+        "show", help="print a list's contents",
+        description="Print a ShareableList's size, item types, format and items (the first "
+                    "and last of a long list).  Attaching never changes or unlinks it.")
+    show.add_argument("name", help="the segment name, as `pyshl ls` prints it")
+    show.add_argument("--json", action="store_true", help="print JSON: bytes as hex, "
+                      "non-finite floats as strings, corrupt items as errors")
+    show.add_argument("--limit", type=int, default=20, metavar="N",
+                      help="show at most N items (default 20)")
+    show.set_defaults(run=cmd_show)
+
+    rm = commands.add_parser(
+        "rm", help="unlink segments",
+        description="Unlink shared memory segments by name.  Processes that have them "
+                    "open keep them until they close; the name is gone at once.")
+    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.set_defaults(run=cmd_rm)
+
+    bench = commands.add_parser(
+        "bench", help="self-check, then time pyshl against the stdlib",
+        description="Check that pyshl and the standard library read and write each other's "
+                    "lists, then time a plain list, the standard ShareableList and pyshl side "
+                    "by side (medians; read the ratios).  benchmarks/bench_core.py runs the "
+                    "same table on a million items.")
+    bench.add_argument("-n", type=int, default=100_000, help="items (default 100,000)")
+    bench.add_argument("--repeat", type=int, default=5, help="repeats per timing (default 5)")
+    bench.set_defaults(run=cmd_bench)
+
+    demo = commands.add_parser(
+        "demo", help="many workers aggregating into one shared histogram",
+        description="Run the example in pyshl/demo.py: worker processes add latency "
+                    "counts into a shared histogram with add_at and fetch_add, no lock.")
+    demo.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
+    demo.add_argument("--requests", type=int, default=2_000_000,
+                      help="requests per worker (default 2,000,000)")
+    demo.set_defaults(run=cmd_demo)
+    return main_parser
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if getattr(args, "limit", 1) < 1:
+        return _fail("--limit must be positive")
+    return args.run(args)
 
 
 if __name__ == "__main__":

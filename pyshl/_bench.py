@@ -67,6 +67,10 @@ def _floor(size):
     shm.unlink()
 
 
+# How many times run() reports progress.
+STEPS = 6
+
+
 def run(n=1_000_000, repeat=5, progress=None):
     """Time the core operations on n ints; return a list of result rows.
 

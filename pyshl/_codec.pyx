@@ -1053,6 +1053,28 @@ cdef class ShareableList:
         word = PyBytes_FromStringAndSize(self._formats + 8 * k, 8)
         return word.rstrip(b"\0").decode("utf-8")
 
+    def _type_counts(self):
+        """{type name: number of items}, with "corrupt" for unreadable slots."""
+        _check_open(self)
+        cdef Py_ssize_t k
+        cdef Slot s
+        cdef Py_ssize_t counts[7]
+        memset(counts, 0, sizeof(counts))
+        for k in range(self._n):
+            try:
+                _slot(self, k, &s)
+            except ValueError:
+                counts[6] += 1
+                continue
+            if s.code == CODE_NONE:
+                counts[3] += 1
+            elif s.kind == K_BYTES:
+                counts[4 if s.code == CODE_STR else 5] += 1
+            else:
+                counts[s.kind if s.kind != K_NONE else K_BOOL] += 1
+        names = ("int", "float", "bool", "None", "str", "bytes", "corrupt")
+        return {names[i]: counts[i] for i in range(7) if counts[i]}
+
     @property
     def closed(self):
         """True once close() was called on this list or on its ``shm``."""

@@ -1,0 +1,36 @@
+"""Type-checked by tests/test_typing.py with mypy --strict: typical pyshl use."""
+import numpy as np
+
+from pyshl import ShareableList, SharedMemory, SharedMemoryManager
+
+
+def use_lists() -> int:
+    numbers: ShareableList[int] = ShareableList([1, 2, 3])
+    first: int = numbers[0]
+    numbers[1] = 5
+    head: list[int] = numbers[0:2]
+    numbers[0:2] = [7, 8]
+    previous: int = numbers.fetch_add(0, 1)
+    swapped: bool = numbers.compare_exchange(0, 8, 9)
+    numbers.add_at(np.array([0, 1]), 1)
+    total = int(numbers.view().sum()) + int(np.asarray(numbers).sum())
+    for value in numbers:
+        total += value
+    total += len(numbers) + numbers.count(9) + numbers.index(9) + first + previous
+    numbers.close()
+    numbers.unlink()
+    with ShareableList(["a", "b"]) as words:
+        text: str = words[0]
+        total += len(text) + len(words.tolist()) + len(head) + int(swapped)
+    return total
+
+
+def use_shared_memory() -> int:
+    shm = SharedMemory(create=True, size=16, track=None)
+    size: int = shm.size
+    shm.close()
+    shm.unlink()
+    with SharedMemoryManager() as smm:
+        managed = smm.ShareableList([1.5, 2.5])
+        size += int(managed[0])
+    return size
