@@ -132,14 +132,16 @@ cdef extern from *:
             for (i = done; i < done + len; i++) {
                 memcpy(&end, offsets + 8 * (k + i + 1), 8);
                 memcpy(&f, formats + 8 * (k + i), 8);
-                bad |= (uint64_t)(end - base - 8 * (int64_t)(i + 1)) | (f ^ word)
+                /* unsigned: `end` is unvalidated, a signed difference could overflow */
+                bad |= ((uint64_t)end - (uint64_t)base - 8 * (uint64_t)(i + 1)) | (f ^ word)
                        | (uint8_t)codes[k + i];
             }
             if (bad) {
                 for (i = done; i < done + len; i++) {
                     memcpy(&end, offsets + 8 * (k + i + 1), 8);
                     memcpy(&f, formats + 8 * (k + i), 8);
-                    if (end != base + 8 * (int64_t)(i + 1) || f != word || codes[k + i] != 0)
+                    if ((uint64_t)end != (uint64_t)base + 8 * (uint64_t)(i + 1) || f != word
+                            || codes[k + i] != 0)
                         return i;
                 }
             }
@@ -569,6 +571,8 @@ class SharedMemory(_std_shared_memory.SharedMemory):
             raise TypeError("size must be an integer, not %r" % type(size).__name__) from None
         if size < 0:
             raise ValueError("'size' must be a positive integer")
+        if size > sys.maxsize:
+            raise ValueError("'size' of %d bytes is larger than this platform can map" % size)
         create = bool(create)
         if create and size == 0:
             raise ValueError("'size' must be a positive number different from zero")
@@ -1168,27 +1172,61 @@ cdef inline Py_ssize_t _position(ShareableList sl, object index, str message) ex
     return k
 
 
-cdef int _slot(ShareableList sl, Py_ssize_t k, Slot* s) except -1:
-    """Decode slot k's metadata, validating every offset read (0 <= k < n)."""
-    cdef int64_t start = load_i64(sl._offsets + 8 * k)
-    cdef int64_t end = load_i64(sl._offsets + 8 * k + 8)
-    if not (<uint64_t>start <= <uint64_t>end <= <uint64_t>sl._data_size):
-        _corrupt(sl, k, "slot offsets %d..%d outside the data area of %d bytes"
-                 % (start, end, sl._data_size))
-    s.ptr = sl._data + start
-    s.size = end - start
+# What _decode finds wrong with a slot's metadata.
+cdef enum:
+    SLOT_OK = 0
+    BAD_OFFSETS
+    BAD_FORMAT
+    TOO_WIDE
+    TOO_SMALL
+    BAD_CODE
+
+
+cdef inline int _decode(ShareableList sl, Py_ssize_t k, Slot* s,
+                        int64_t* start, int64_t* end) noexcept:
+    """Read and check slot k's offsets, format entry and code (0 <= k < n)."""
+    start[0] = load_i64(sl._offsets + 8 * k)
+    end[0] = load_i64(sl._offsets + 8 * k + 8)
+    if not (<uint64_t>start[0] <= <uint64_t>end[0] <= <uint64_t>sl._data_size):
+        return BAD_OFFSETS
+    s.ptr = sl._data + start[0]
+    s.size = end[0] - start[0]
     s.format = load_u64(sl._formats + 8 * k)
     s.code = <uint8_t>sl._codes[k]
     s.kind = _parse_format(s.format, &s.width)
     if s.kind == K_BAD:
-        _corrupt(sl, k, "unknown format entry %r"
-                 % PyBytes_FromStringAndSize(<char*>&s.format, 8))
+        return BAD_FORMAT
     if s.kind == K_BYTES:
         if s.width > s.size:
-            _corrupt(sl, k, "format %ds is wider than its %d-byte slot" % (s.width, s.size))
+            return TOO_WIDE
     elif s.size < 8:
-        _corrupt(sl, k, "a %d-byte slot cannot hold a number" % s.size)
+        return TOO_SMALL
     if s.code > CODE_NONE or (s.kind != K_BYTES and (s.code == CODE_STR or s.code == CODE_BYTES)):
+        return BAD_CODE
+    return SLOT_OK
+
+
+cdef int _slot(ShareableList sl, Py_ssize_t k, Slot* s) except -1:
+    """Decode slot k's metadata, validating every offset read (0 <= k < n)."""
+    cdef int64_t start, end
+    cdef int problem = _decode(sl, k, s, &start, &end)
+    if problem == SLOT_OK:
+        return 0
+    # A process changing this item's type writes its format entry, then its
+    # code: metadata seen in between is inconsistent.  Look once more before
+    # calling the slot corrupt.
+    problem = _decode(sl, k, s, &start, &end)
+    if problem == BAD_OFFSETS:
+        _corrupt(sl, k, "slot offsets %d..%d outside the data area of %d bytes"
+                 % (start, end, sl._data_size))
+    elif problem == BAD_FORMAT:
+        _corrupt(sl, k, "unknown format entry %r"
+                 % PyBytes_FromStringAndSize(<char*>&s.format, 8))
+    elif problem == TOO_WIDE:
+        _corrupt(sl, k, "format %ds is wider than its %d-byte slot" % (s.width, s.size))
+    elif problem == TOO_SMALL:
+        _corrupt(sl, k, "a %d-byte slot cannot hold a number" % s.size)
+    elif problem == BAD_CODE:
         _corrupt(sl, k, "code %d does not go with its format" % s.code)
     return 0
 

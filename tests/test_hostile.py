@@ -1,5 +1,7 @@
 """A segment is untrusted input: corrupt ones raise ValueError, never crash."""
+import os
 import struct
+import subprocess
 import sys
 
 import pytest
@@ -109,6 +111,19 @@ def test_scan_checks_the_offsets_bounding_each_run(raw_segment):
         sl.close()
 
 
+@pytest.mark.parametrize("bad", [-2**63, 2**63 - 1, -8, 7])
+def test_view_rejects_corrupt_offsets_inside_a_run(raw_segment, bad):
+    offsets = [0, 8, bad, 24]
+    name = raw_segment(layout(offsets, bytes(24), [b"q"] * 3, [0] * 3))
+    sl = ShareableList(name=name)
+    try:
+        with pytest.raises((TypeError, ValueError), match="item 1"):
+            sl.view()
+        assert sl.view(0, 1).tolist() == [0]
+    finally:
+        sl.close()
+
+
 def test_corrupt_slot_does_not_spoil_its_neighbours(raw_segment):
     name = raw_segment(layout([0, 8, 16, 24], b"".join(Q.pack(v) for v in (1, 2, 3)),
                               [b"q", b"??", b"q"], [0, 0, 0]))
@@ -166,12 +181,14 @@ def test_misaligned_slots_are_read_bytewise(raw_segment):
 FUZZ = """
 import random, struct, sys
 from multiprocessing import shared_memory
+import numpy as np
 from pyshl import ShareableList
 
 def valid_segment(rng):
     items = []
+    kinds = rng.choice([range(6), [0], [1], [2]])     # mixed, or one numeric type (views)
     for _ in range(rng.randrange(0, 12)):
-        kind = rng.randrange(6)
+        kind = rng.choice(kinds)
         items.append([rng.randrange(-2**63, 2**63), rng.random(), rng.random() < .5, None,
                       "s" * rng.randrange(20), b"b" * rng.randrange(20)][kind])
     sl = ShareableList(items, track=False)
@@ -180,7 +197,8 @@ def valid_segment(rng):
     return bytearray(data)
 
 def mutate(rng, data):
-    choice = rng.randrange(4)
+    # Mostly small mutations, which keep a plausible header and reach deeper.
+    choice = rng.choice([0, 0, 0, 0, 1, 1, 2, 3])
     if choice == 0 and data:              # flip bits
         for _ in range(rng.randrange(1, 8)):
             i = rng.randrange(len(data))
@@ -205,18 +223,28 @@ for case in range(cases):
             sl = ShareableList(name=shm.name)
         except ValueError:
             continue
+        n = len(sl)
         ops = [len, list, repr, lambda s: s.tolist(), lambda s: s.format,
                lambda s: s.count(1), lambda s: s.count(1.0), lambda s: s.count("s"),
                lambda s: s.count(b""), lambda s: None in s, lambda s: s.index(True),
-               lambda s: s.count(object())]
-        for k in range(-1, len(sl)):
-            ops += [lambda s, k=k: s[k], lambda s, k=k: s._get_packing_format(k)]
+               lambda s: s.count(object()), lambda s: s._type_counts(), lambda s: s[::-1],
+               lambda s: s[1::2], lambda s: s.view().sum(), lambda s: np.asarray(s).sum(),
+               lambda s: s.view(dtype=np.float64).sum(), lambda s: s.view(dtype=bool).sum(),
+               lambda s: s.add_at(np.arange(n), 1), lambda s: s.add_at([0, -1], 0.5)]
+        a, b = sorted(rng.randrange(-2, n + 2) for _ in range(2))
+        ops.append(lambda s: s.view(a, b).sum())
+        for k in range(-1, n):
+            ops += [lambda s, k=k: s[k], lambda s, k=k: s._get_packing_format(k),
+                    lambda s, k=k: s.fetch_add(k, 1), lambda s, k=k: s.fetch_add(k, 0.5),
+                    lambda s, k=k: s.load(k), lambda s, k=k: s.compare_exchange(k, 0, 1),
+                    lambda s, k=k: s.compare_exchange(k, 0.0, 1.0), lambda s, k=k: s.store(k, 3)]
             ops += [lambda s, k=k, v=v: s.__setitem__(k, v) for v in (7, 2.5, None, "ab", b"")]
+        ops.append(lambda s: s.__setitem__(slice(None), [1] * n))
         for op in ops:
             try:
                 op(sl)
-            except (ValueError, IndexError):
-                pass
+            except (ValueError, IndexError, TypeError, OverflowError):
+                pass   # clear exceptions are fine; only a crash fails
         sl.close()
     finally:
         shm.close(); shm.unlink()
@@ -224,14 +252,18 @@ print("ok", cases)
 """
 
 
+CASES = int(os.environ.get("PYSHL_FUZZ_CASES", "5000"))
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_fuzzed_segments_never_crash(seed):
-    # In a subprocess, so that a crash is a failure rather than the end of the run.
-    import subprocess
-    proc = subprocess.run([sys.executable, "-c", FUZZ, str(seed), "1500"],
-                          capture_output=True, text=True, timeout=300)
+    # 2 x 5,000 random and mutated segments through every read API, view()
+    # and the atomics, in a subprocess so that a crash is a failure rather
+    # than the end of the run.
+    proc = subprocess.run([sys.executable, "-c", FUZZ, str(seed), str(CASES)],
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == "ok 1500"
+    assert proc.stdout.strip() == "ok %d" % CASES
 
 
 def test_corrupted_segment_reads_in_a_child_process(raw_segment):
