@@ -8,7 +8,7 @@ from multiprocessing.shared_memory import ShareableList as StdList
 
 import numpy as np
 import pytest
-from conftest import run_python, segment_exists, segment_names
+from conftest import assert_no_new_segments, run_python, segment_exists, segment_names
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -185,7 +185,7 @@ def test_bad_arrays_leave_no_segment(source, error):
     before = segment_names()
     with pytest.raises(error):
         ShareableList(source)
-    assert segment_names() == before
+    assert_no_new_segments(before)
 
 
 def test_a_view_copies_into_a_new_list(make):
