@@ -11,11 +11,16 @@ import statistics
 import sys
 import time
 import timeit
-from multiprocessing import shared_memory as std_shared_memory
-
 import numpy as np
 
-from pyshl import ShareableList
+from pyshl import ShareableList, SharedMemory
+
+# The standard ShareableList shares pyshl's layout from Python 3.9 on; 3.7
+# has none and 3.8's is another layout, so there the stdlib columns are empty.
+if sys.version_info >= (3, 9):
+    from multiprocessing import shared_memory as std_shared_memory
+else:
+    std_shared_memory = None
 
 
 def _median_seconds(stmt, namespace, number, repeat):
@@ -37,10 +42,18 @@ def _median_call(fn, repeat):
 class _Stdlib:
     """Standard library lists made here, disposed of at the end."""
 
+    available = std_shared_memory is not None
+
     def __init__(self):
         self.made = []
 
+    def time(self, fn, repeat):
+        """Median seconds of fn(), or None where the stdlib has no compatible list."""
+        return _median_call(fn, repeat) if self.available else None
+
     def create(self, items):
+        if not self.available:
+            return None
         sl = std_shared_memory.ShareableList(items)
         self.made.append(sl)
         return sl
@@ -59,7 +72,7 @@ class _Stdlib:
 
 def _floor(size):
     """Create and fill a fresh segment of `size` bytes with NumPy, then free it."""
-    shm = std_shared_memory.SharedMemory(create=True, size=size)
+    shm = (std_shared_memory or _pyshl_shm).SharedMemory(create=True, size=size)
     array = np.frombuffer(shm.buf, dtype=np.uint8)
     array[:] = 1
     del array
@@ -88,7 +101,7 @@ def run(n=1_000_000, repeat=5, progress=None):
         stdl = std.create(ints)
         slow_repeat = max(3, repeat // 2)   # the stdlib takes ~1 s per pass
         rows.append(("construct from list", {
-            "stdlib": _median_call(lambda: std.create(ints), slow_repeat),
+            "stdlib": std.time(lambda: std.create(ints), slow_repeat),
             "pyshl": _median_call(lambda: _dispose(ShareableList(ints)), repeat),
             "floor": _median_call(lambda: _floor(ours.shm.size), repeat),
         }))
@@ -104,6 +117,9 @@ def run(n=1_000_000, repeat=5, progress=None):
         for label, stmt in (("x[i]", "x[i]"), ("x[i] = v", "x[i] = v")):
             times = {}
             for who, x in (("list", ints), ("array", int64s), ("stdlib", stdl), ("pyshl", ours)):
+                if x is None:
+                    times[who] = None
+                    continue
                 scale = 20 if who == "stdlib" else 1
                 times[who] = _median_seconds(stmt, {"x": x, "i": n // 2, "v": 7},
                                              number // scale, repeat)
@@ -114,6 +130,9 @@ def run(n=1_000_000, repeat=5, progress=None):
         str_ours, str_std = ShareableList(words), std.create(words)
         times = {}
         for who, x in (("list", words), ("stdlib", str_std), ("pyshl", str_ours)):
+            if x is None:
+                times[who] = None
+                continue
             scale = 20 if who == "stdlib" else 1
             times[who] = _median_seconds("x[i]", {"x": x, "i": len(words) // 2},
                                          number // scale, repeat)
@@ -127,7 +146,7 @@ def run(n=1_000_000, repeat=5, progress=None):
                           ("list(x)", list)):
             rows.append((label, {
                 "list": _median_call(lambda: fn(ints), repeat),
-                "stdlib": _median_call(lambda: fn(stdl), slow_repeat),
+                "stdlib": std.time(lambda: fn(stdl), slow_repeat),
                 "pyshl": _median_call(lambda: fn(ours), repeat),
             }))
 
@@ -139,12 +158,12 @@ def run(n=1_000_000, repeat=5, progress=None):
         }))
         rows.append(("sum: sum(x) / view().sum() vs NumPy", {
             "list": _median_call(private.sum, repeat),
-            "stdlib": _median_call(lambda: sum(stdl), slow_repeat),
+            "stdlib": std.time(lambda: sum(stdl), slow_repeat),
             "pyshl": _median_call(view.sum, repeat),
         }))
         del view
         rows.append(("construct from ndarray", {
-            "stdlib": _median_call(lambda: std.create(private.tolist()), slow_repeat),
+            "stdlib": std.time(lambda: std.create(private.tolist()), slow_repeat),
             "pyshl": _median_call(lambda: _dispose(ShareableList(private)), repeat),
             "floor": _median_call(lambda: _floor(ours.shm.size), repeat),
         }))
@@ -153,7 +172,7 @@ def run(n=1_000_000, repeat=5, progress=None):
         stdl = std.create(ints)
         rows.append(("tolist() / list(x)", {
             "list": _median_call(ints.copy, repeat),
-            "stdlib": _median_call(lambda: list(stdl), slow_repeat),
+            "stdlib": std.time(lambda: list(stdl), slow_repeat),
             "pyshl": _median_call(ours.tolist, repeat),
         }))
 
@@ -166,13 +185,13 @@ def run(n=1_000_000, repeat=5, progress=None):
         def attach_numpy():
             # This process created the segment, so the stdlib's registration
             # of an attached segment (gh-82300) changes nothing here.
-            shm = std_shared_memory.SharedMemory(ours.shm.name)
+            shm = (std_shared_memory or _pyshl_shm).SharedMemory(ours.shm.name)
             view = np.ndarray((n,), dtype=np.int64, buffer=shm.buf, offset=8 * (n + 2))
             del view
             shm.close()
 
         rows.append(("attach by name (pickle.loads)", {
-            "stdlib": _median_call(lambda: std.attach(stdl), slow_repeat),
+            "stdlib": std.time(lambda: std.attach(stdl), slow_repeat),
             "pyshl": _median_call(attach_ours, repeat),
             "floor": _median_call(attach_numpy, repeat),
         }))
@@ -181,6 +200,10 @@ def run(n=1_000_000, repeat=5, progress=None):
             _dispose(ours)
         std.close()
     return rows
+
+
+class _pyshl_shm:
+    SharedMemory = SharedMemory
 
 
 def _dispose(sl):
@@ -208,8 +231,10 @@ def table(rows, n):
     ]
     for label, t in rows:
         base = t.get("list", t.get("floor"))
-        if "stdlib" not in t:   # pyshl only
-            lines.append("| %s | — | — | — | %s | — | — |" % (label, _fmt_time(t["pyshl"])))
+        if t.get("stdlib") is None:   # pyshl only, or no compatible stdlib list
+            lines.append("| %s | %s | %s | — | %s | — | %s |" % (
+                label, _fmt_time(base), _fmt_time(t.get("array")), _fmt_time(t["pyshl"]),
+                ("%.2f×" % (t["pyshl"] / base)) if base else "—"))
             continue
         speedup = t["stdlib"] / t["pyshl"]
         versus = t["pyshl"] / base if base else None

@@ -1,6 +1,6 @@
 """Type stubs for pyshl's Cython core."""
 
-from multiprocessing import shared_memory
+import sys
 from types import TracebackType
 from typing import Any, Generic, Iterable, Iterator, Optional, Type, TypeVar, Union, overload
 
@@ -12,7 +12,18 @@ _T = TypeVar("_T", bound=_Item)
 
 class UnsupportedTypeError(TypeError, KeyError): ...
 
-class SharedMemory(shared_memory.SharedMemory):
+if sys.version_info >= (3, 8):
+    from multiprocessing.shared_memory import SharedMemory as _SharedMemoryBase
+else:
+    class _SharedMemoryBase:
+        @property
+        def buf(self) -> memoryview: ...
+        @property
+        def name(self) -> str: ...
+        @property
+        def size(self) -> int: ...
+
+class SharedMemory(_SharedMemoryBase):
     def __init__(
         self,
         name: Optional[str] = None,

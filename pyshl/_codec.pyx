@@ -43,8 +43,15 @@ import functools
 import os
 import secrets
 import sys
-import types
-from multiprocessing import shared_memory as _std_shared_memory
+
+try:
+    from multiprocessing import shared_memory as _std_shared_memory
+except ImportError:              # Python 3.7
+    _std_shared_memory = None
+try:
+    from types import GenericAlias as _GenericAlias
+except ImportError:              # Python 3.7 and 3.8
+    from typing import _GenericAlias
 
 cdef extern from "Python.h":
     # Cython's declarations of these lack the exact-type checks we need.
@@ -380,7 +387,8 @@ cdef object _numeric_array(object source):
         return None
     if array.ndim != 1:
         raise ValueError("a ShareableList is built from a 1-D array, not %d-D" % array.ndim)
-    if kind == "u" and size == 8 and array.size and array.max() > 9223372036854775807:
+    # int(): NumPy 1.x compares uint64 with a Python int through float64.
+    if kind == "u" and size == 8 and array.size and int(array.max()) > 9223372036854775807:
         raise OverflowError("uint64 value %d does not fit in a signed 64-bit slot"
                             % array.max())
     return array
@@ -541,11 +549,55 @@ def _unlink_segment(name):
 
 
 def _resource_tracker():
-    from multiprocessing import resource_tracker
+    """The standard resource tracker, or pyshl's own where Python has none (3.7)."""
+    try:
+        from multiprocessing import resource_tracker
+    except ImportError:
+        from pyshl import _tracker as resource_tracker
     return resource_tracker
 
 
-class SharedMemory(_std_shared_memory.SharedMemory):
+class _SharedMemoryInterface:
+    """The standard SharedMemory's interface, for Pythons without it (3.7)."""
+
+    _name = None
+    _fd = -1
+    _mmap = None
+    _buf = None
+    _flags = os.O_RDWR
+    _mode = 0o600
+    _prepend_leading_slash = True
+
+    def __del__(self):
+        try:
+            self.close()
+        except OSError:
+            pass
+
+    def __reduce__(self):
+        return (self.__class__, (self.name, False, self.size))
+
+    def __repr__(self):
+        return f"{self.__class__.__name__}({self.name!r}, size={self.size})"
+
+    @property
+    def buf(self):
+        "A memoryview of contents of the shared memory block."
+        return self._buf
+
+    @property
+    def name(self):
+        "Unique name that identifies the shared memory block."
+        return self._name[1:] if self._name.startswith("/") else self._name
+
+    @property
+    def size(self):
+        "Size in bytes."
+        return self._size
+
+
+class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not None
+                   else _SharedMemoryInterface):
     """A POSIX shared memory segment: the standard library's SharedMemory, made safe.
 
     ``SharedMemory(name=None, create=False, size=0, *, track=None)``
@@ -1133,7 +1185,7 @@ cdef class ShareableList:
 
     @classmethod
     def __class_getitem__(cls, item):
-        return types.GenericAlias(cls, item)
+        return _GenericAlias(cls, item if type(item) is tuple else (item,))
 
 
 # ---------------------------------------------------------------------------
@@ -1497,11 +1549,12 @@ cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
     m = index_array.shape[0]
     if m == 0:
         return 0
-    if index_array.dtype.kind == "u" and index_array.max() >= n:
+    # int(): NumPy 1.x compares uint64 with a Python int through float64.
+    if index_array.dtype.kind == "u" and int(index_array.max()) >= n:
         raise IndexError("add_at index %d is out of range for a ShareableList of %d items"
                          % (index_array.max(), n))
     if int_deltas and delta_array.dtype.kind == "u" and delta_array.size \
-            and delta_array.max() > 9223372036854775807:
+            and int(delta_array.max()) > 9223372036854775807:
         raise OverflowError("a uint64 delta does not fit in int64")
     cdef const int64_t[::1] idx = np.ascontiguousarray(index_array, dtype=np.int64)
     delta_array = np.ascontiguousarray(delta_array, dtype=np.int64 if int_deltas else np.float64)

@@ -2,52 +2,74 @@
 
 from multiprocessing import managers, util
 
-from pyshl._codec import SharedMemory, ShareableList
+from pyshl._codec import SharedMemory, ShareableList, _resource_tracker
 
 __all__ = ["SharedMemoryManager"]
 
 
-class _SegmentTracker(managers._SharedMemoryTracker):
-    """The manager process's record of its segments, destroyed with pyshl's SharedMemory.
+def _destroy(name):
+    """Unlink a segment the manager handed out; one already unlinked is skipped.
 
-    The creating process registered each segment with the resource tracker
-    that it shares with the manager; attaching with track=True and unlinking
-    here unregisters it again, so shutdown leaves no tracker warnings.  A
-    segment the user already unlinked is skipped, not an error.
+    The creating process registered it with the resource tracker it shares
+    with the manager: attaching with track=True and unlinking unregisters it
+    again, so shutdown leaves no tracker warnings.
     """
-
-    def destroy_segment(self, segment_name):
-        util.debug("Destroy segment %r" % segment_name)
-        self.segment_names.remove(segment_name)
-        try:
-            segment = SharedMemory(segment_name, track=True)
-        except FileNotFoundError:
-            return
-        segment.close()
-        try:
-            segment.unlink()
-        except FileNotFoundError:
-            pass
+    util.debug("pyshl manager: unlinking %r" % name)
+    try:
+        segment = SharedMemory(name, track=True)
+    except FileNotFoundError:
+        return
+    segment.close()
+    try:
+        segment.unlink()
+    except FileNotFoundError:
+        pass
 
 
-class _Server(managers.SharedMemoryServer):
+class _Server(managers.Server):
+    """The manager process: it also keeps the names of the segments handed out."""
+
+    public = managers.Server.public + ["track_segment", "release_segment", "list_segments"]
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        tracker = self.shared_memory_context
-        self.shared_memory_context = _SegmentTracker(tracker.shared_memory_context_name, [])
+        self.segment_names = []
+
+    def track_segment(self, c, segment_name):
+        self.segment_names.append(segment_name)
+
+    def release_segment(self, c, segment_name):
+        self.segment_names.remove(segment_name)
+        _destroy(segment_name)
+
+    def list_segments(self, c):
+        return list(self.segment_names)
+
+    def shutdown(self, c):
+        for name in self.segment_names:
+            _destroy(name)
+        self.segment_names = []
+        return super().shutdown(c)
 
 
-class SharedMemoryManager(managers.SharedMemoryManager):
+class SharedMemoryManager(getattr(managers, "SharedMemoryManager", managers.BaseManager)):
     """A ``multiprocessing.managers.SharedMemoryManager`` whose lists are pyshl's.
 
     ``ShareableList(sequence)`` returns a ``pyshl.ShareableList`` and
-    ``SharedMemory(size)`` a ``pyshl.SharedMemory`` (the standard class's
-    subclass), each tracked by the manager process and unlinked when the
-    manager shuts down (``with SharedMemoryManager() as smm:`` or
-    ``smm.shutdown()``).  Segments unlinked earlier by their users are skipped.
+    ``SharedMemory(size)`` a ``pyshl.SharedMemory``, each tracked by the
+    manager process and unlinked when the manager shuts down
+    (``with SharedMemoryManager() as smm:`` or ``smm.shutdown()``).  Segments
+    unlinked earlier by their users are skipped.  (On Python 3.7, which has no
+    SharedMemoryManager, it is a BaseManager with the same methods.)
     """
 
     _Server = _Server
+
+    def __init__(self, *args, **kwargs):
+        # Start the resource tracker before the manager process, so that both
+        # share it (bpo-36867).
+        _resource_tracker().ensure_running()
+        managers.BaseManager.__init__(self, *args, **kwargs)
 
     def SharedMemory(self, size):
         """A new SharedMemory of ``size`` bytes, unlinked at the manager's shutdown."""

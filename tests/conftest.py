@@ -3,11 +3,20 @@ import subprocess
 import sys
 import textwrap
 import time
-from multiprocessing import shared_memory as std_shared_memory
 
 import pytest
 
 import pyshl
+
+# The standard ShareableList shares pyshl's layout from Python 3.9 on; 3.7
+# has no shared_memory module and 3.8's list uses an older layout.
+if sys.version_info >= (3, 9):
+    from multiprocessing import shared_memory as std_shared_memory
+else:
+    std_shared_memory = None
+needs_stdlib_list = pytest.mark.skipif(
+    std_shared_memory is None,
+    reason="this Python's standard library has no ShareableList of the 3.9+ layout")
 
 SHM_DIR = "/dev/shm"
 
@@ -70,7 +79,8 @@ def make():
         made.append(sl)
         return sl
 
-    build.std = lambda *a, **kw: build(*a, cls=std_shared_memory.ShareableList, **kw)
+    if std_shared_memory is not None:
+        build.std = lambda *a, **kw: build(*a, cls=std_shared_memory.ShareableList, **kw)
     yield build
     for sl in reversed(made):
         _dispose(sl)
@@ -82,7 +92,7 @@ def raw_segment():
     names = []
 
     def create(data):
-        shm = std_shared_memory.SharedMemory(create=True, size=max(len(data), 1))
+        shm = pyshl.SharedMemory(create=True, size=max(len(data), 1))
         shm.buf[:len(data)] = data
         names.append(shm)
         return shm.name

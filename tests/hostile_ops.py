@@ -8,11 +8,9 @@ and by tests/fuzz_atheris.py (coverage-guided).  Run directly:
 import random
 import struct
 import sys
-from multiprocessing import shared_memory
-
 import numpy as np
 
-from pyshl import ShareableList
+from pyshl import ShareableList, SharedMemory
 
 
 def valid_segment(rng):
@@ -43,7 +41,7 @@ def mutate(rng, data):
     elif choice == 2:                     # truncate
         del data[rng.randrange(len(data) + 1):]
     else:                                 # random bytes
-        data = bytearray(rng.randbytes(rng.randrange(1, 200)))
+        data = bytearray(rng.getrandbits(8) for _ in range(rng.randrange(1, 200)))
     return data
 
 
@@ -52,7 +50,7 @@ def exercise(data, rng):
 
     Clear exceptions are fine; only a crash (or another exception) fails.
     """
-    shm = shared_memory.SharedMemory(create=True, size=max(len(data), 1))
+    shm = SharedMemory(create=True, size=max(len(data), 1), track=False)
     shm.buf[:len(data)] = data
     try:
         try:

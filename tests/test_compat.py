@@ -1,10 +1,9 @@
 """pyshl and the standard library's ShareableList share one segment format."""
 import math
 import pickle
-from multiprocessing.shared_memory import ShareableList as StdList
 
 import pytest
-from conftest import run_python
+from conftest import needs_stdlib_list, run_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +29,7 @@ def same_segment(a, b):
     return bytes(a.shm.buf) == bytes(b.shm.buf)
 
 
+@needs_stdlib_list
 @fixture_ok
 @given(st.lists(values, max_size=30))
 def test_construction_is_byte_identical(make, items):
@@ -42,6 +42,7 @@ def test_construction_is_byte_identical(make, items):
 @fixture_ok
 @given(st.lists(values, min_size=1, max_size=12),
        st.lists(st.tuples(st.integers(min_value=0), values), max_size=20))
+@needs_stdlib_list
 def test_writes_are_byte_identical(make, items, writes):
     ours, std = make(items), make.std(items)
     for position, value in writes:
@@ -60,6 +61,7 @@ def test_writes_are_byte_identical(make, items, writes):
         [std._get_packing_format(i) for i in range(len(items))]
 
 
+@needs_stdlib_list
 def test_stdlib_process_reads_and_writes_a_pyshl_list(make):
     sl = make(SAMPLE)
     run_python(f"""
@@ -83,6 +85,7 @@ def test_stdlib_process_reads_and_writes_a_pyshl_list(make):
     assert same_segment(sl, expected)
 
 
+@needs_stdlib_list
 def test_pyshl_process_reads_and_writes_a_stdlib_list(make):
     std = make.std(SAMPLE)
     run_python(f"""
@@ -103,7 +106,9 @@ def test_pyshl_process_reads_and_writes_a_stdlib_list(make):
     assert same_segment(std, expected)
 
 
+@needs_stdlib_list
 def test_each_class_attaches_in_process(make):
+    from multiprocessing.shared_memory import ShareableList as StdList
     ours = make(SAMPLE)
     std_view = StdList(name=ours.shm.name)
     try:
@@ -116,11 +121,13 @@ def test_each_class_attaches_in_process(make):
     our_view.close()
 
 
+@needs_stdlib_list
 def test_trailing_nuls_are_stripped_as_the_stdlib_does(make):
     items = ["a\0\0", b"b\0", "\0", b"\0\0mid\0dle\0"]
     assert list(make(items)) == list(make.std(items)) == ["a", b"b", "", b"\0\0mid\0dle"]
 
 
+@needs_stdlib_list
 def test_api_facts_match(make):
     ours, std = make([1, "a"]), make.std([1, "a"])
     assert repr(ours) == repr(std).replace(std.shm.name, ours.shm.name)
@@ -157,6 +164,7 @@ PROBES = SEMANTIC_ITEMS + [2, 2**53, 2**63, -2**63 - 1, 2**64, float(2**63),
                            1e300, "b", b"b", "\0", 1 + 0j, (), [1], object()]
 
 
+@needs_stdlib_list
 @pytest.mark.parametrize("probe", PROBES, ids=repr)
 def test_count_index_contains_follow_python_equality(make, probe):
     ours, std = make(SEMANTIC_ITEMS), make.std(SEMANTIC_ITEMS)
@@ -172,6 +180,7 @@ def test_count_index_contains_follow_python_equality(make, probe):
     assert (probe in ours) == (expected is not None)
 
 
+@needs_stdlib_list
 @fixture_ok
 @given(st.lists(values, max_size=30), values)
 def test_scans_match_the_stdlib(make, items, probe):

@@ -2,7 +2,6 @@
 import gc
 import multiprocessing
 import os
-from multiprocessing import shared_memory as std_shared_memory
 
 import numpy as np
 import pytest
@@ -15,13 +14,17 @@ from pyshl import ShareableList
 def mapped(name):
     """Is a segment with this name mapped into this process?"""
     with open("/proc/self/maps") as maps:
-        return any(line.rstrip().removesuffix(" (deleted)").endswith("/dev/shm/" + name)
+        return any(line.rstrip().replace(" (deleted)", "").endswith("/dev/shm/" + name)
                    for line in maps)
 
 
 def test_shm_is_a_stdlib_shared_memory(make):
     sl = make([1])
-    assert isinstance(sl.shm, std_shared_memory.SharedMemory)
+    try:
+        from multiprocessing.shared_memory import SharedMemory as StdSharedMemory
+    except ImportError:       # Python 3.7: pyshl.SharedMemory stands alone
+        StdSharedMemory = pyshl.SharedMemory
+    assert isinstance(sl.shm, StdSharedMemory)
     assert isinstance(sl.shm, pyshl.SharedMemory)
     assert sl.shm.size == len(sl.shm.buf) == 8 * 3 + 8 + 9
 

@@ -97,11 +97,11 @@ def test_track_false_is_the_stdlib_track_false():
     # in pyshl on every Python and in the standard library on 3.13+.
     code = """
         import sys
-        from multiprocessing import shared_memory
         import pyshl
         ours = pyshl.SharedMemory(create=True, size=16, track=False)
         print(ours.name)
         if sys.version_info >= (3, 13):
+            from multiprocessing import shared_memory
             theirs = shared_memory.SharedMemory(create=True, size=16, track=False)
             print(theirs.name)
     """

@@ -1,4 +1,6 @@
 """Type-checked by tests/test_typing.py with mypy --strict: typical pyshl use."""
+from __future__ import annotations
+
 import numpy as np
 
 from pyshl import ShareableList, SharedMemory, SharedMemoryManager
