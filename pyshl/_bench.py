@@ -21,6 +21,8 @@ if sys.version_info >= (3, 9):
     from multiprocessing import shared_memory as std_shared_memory
 else:
     std_shared_memory = None
+# The floors use the standard SharedMemory where there is one.
+_FloorMemory = std_shared_memory.SharedMemory if std_shared_memory else SharedMemory
 
 
 def _median_seconds(stmt, namespace, number, repeat):
@@ -72,7 +74,7 @@ class _Stdlib:
 
 def _floor(size):
     """Create and fill a fresh segment of `size` bytes with NumPy, then free it."""
-    shm = (std_shared_memory or _pyshl_shm).SharedMemory(create=True, size=size)
+    shm = _FloorMemory(create=True, size=size)
     array = np.frombuffer(shm.buf, dtype=np.uint8)
     array[:] = 1
     del array
@@ -185,7 +187,7 @@ def run(n=1_000_000, repeat=5, progress=None):
         def attach_numpy():
             # This process created the segment, so the stdlib's registration
             # of an attached segment (gh-82300) changes nothing here.
-            shm = (std_shared_memory or _pyshl_shm).SharedMemory(ours.shm.name)
+            shm = _FloorMemory(ours.shm.name)
             view = np.ndarray((n,), dtype=np.int64, buffer=shm.buf, offset=8 * (n + 2))
             del view
             shm.close()
@@ -200,10 +202,6 @@ def run(n=1_000_000, repeat=5, progress=None):
             _dispose(ours)
         std.close()
     return rows
-
-
-class _pyshl_shm:
-    SharedMemory = SharedMemory
 
 
 def _dispose(sl):

@@ -379,7 +379,8 @@ cdef object _numeric_array(object source):
     if PyUnicode_Check(source):
         return None
     np = _numpy()
-    if isinstance(source, np.ma.MaskedArray):
+    masked = sys.modules.get("numpy.ma")   # (a masked array means numpy.ma is imported)
+    if masked is not None and isinstance(source, masked.MaskedArray):
         return None   # item by item, so that masked entries are not silently stored
     array = source if isinstance(source, np.ndarray) else np.asarray(memoryview(source))
     kind, size = array.dtype.kind, array.dtype.itemsize

@@ -133,4 +133,5 @@ def test_attach_close_loop_does_not_grow(make):
         cycle()
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) <= fds
-    assert _rss_bytes() - rss < 4 * 2**20
+    if "asan" not in os.environ.get("LD_PRELOAD", ""):   # ASan's quarantine holds freed memory
+        assert _rss_bytes() - rss < 4 * 2**20
