@@ -33,6 +33,12 @@ def _median_seconds(stmt, namespace, number, repeat):
 
 
 def _median_call(fn, repeat):
+    """Median seconds of fn(): at least `repeat` runs, more for fast functions
+    (about 0.2 s of samples, so that a burst of noise cannot move the median)."""
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    repeat = max(repeat, min(200, int(0.2 / max(once, 1e-6))))
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
