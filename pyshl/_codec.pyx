@@ -1834,6 +1834,14 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
         else:
             d_target = t.dval
             d_possible = True
+    elif t.kind == T_BIGINT:
+        # An int outside int64 equals no "q" slot, but may equal a double
+        # exactly (2**63 == 9.223372036854775808e18).
+        try:
+            d_target = float(value)
+            d_possible = int(d_target) == value
+        except OverflowError:
+            d_possible = False
     k = 0
     while k < n:
         m = min(RUN, n - k)

@@ -158,10 +158,10 @@ def test_pickle_attaches_by_name_and_is_small(make):
 
 # Python's == semantics, checked against the standard library as the oracle.
 SEMANTIC_ITEMS = [0, 1, -1, 2**53 + 1, 2**63 - 1, -2**63, 0.0, -0.0, 1.0, 0.5,
-                  float(2**53), 9.2e18, math.inf, -math.inf, math.nan, True, False,
-                  None, "", "1", "a", b"", b"1", b"a"]
-PROBES = SEMANTIC_ITEMS + [2, 2**53, 2**63, -2**63 - 1, 2**64, float(2**63),
-                           1e300, "b", b"b", "\0", 1 + 0j, (), [1], object()]
+                  float(2**53), 9.2e18, float(2**63), 2.0**64, -2.0**70, math.inf, -math.inf,
+                  math.nan, True, False, None, "", "1", "a", b"", b"1", b"a"]
+PROBES = SEMANTIC_ITEMS + [2, 2**53, 2**63, -2**63 - 1, 2**64, -2**70, 2**64 + 1,
+                           10**400, 1e300, "b", b"b", "\0", 1 + 0j, (), [1], object()]
 
 
 @needs_stdlib_list
