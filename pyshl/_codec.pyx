@@ -17,16 +17,15 @@ validates exactly the offsets it reads, so no pointer ever leaves the segment.
 """
 
 cimport cython
-from cpython.buffer cimport PyBuffer_FillInfo
+from cpython.buffer cimport PyBuffer_FillInfo, PyObject_CheckBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_SetFromErrnoWithFilenameObject
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_FromDouble
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.buffer cimport PyObject_CheckBuffer
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
 from cpython.number cimport PyIndex_Check, PyNumber_AsSsize_t, PyNumber_Index
-from cpython.object cimport Py_EQ, PyObject, PyObject_RichCompare, PyObject_RichCompareBool
+from cpython.object cimport Py_EQ, PyObject_RichCompare, PyObject_RichCompareBool
 from cpython.ref cimport Py_INCREF
 from cpython.slice cimport PySlice_Check
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
@@ -37,7 +36,6 @@ from libc.string cimport memcmp, memcpy, memset
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
 from posix.mman cimport shm_open, shm_unlink
 from posix.types cimport mode_t
-from posix.unistd cimport close as c_close
 
 import functools
 import os
@@ -60,7 +58,6 @@ cdef extern from "Python.h":
     bint PyUnicode_CheckExact(object o)
     bint PyBytes_CheckExact(object o)
     const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
-    Py_ssize_t PyLong_AsSsize_t(object o)
 
 cdef extern from *:
     """
@@ -694,9 +691,13 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
         try:
             _unlink_segment(self.name)
         finally:
-            if self._track:
-                self._track = False
-                _resource_tracker().unregister(self._name, "shared_memory")
+            self._untrack()
+
+    def _untrack(self):
+        """Stop the resource tracker from unlinking this segment at exit."""
+        if self._track:
+            self._track = False
+            _resource_tracker().unregister(self._name, "shared_memory")
 
 
 # ---------------------------------------------------------------------------
@@ -774,7 +775,7 @@ cdef class ShareableList:
             items = [x if _is_exact(x) else _normalise(x) for x in items]
             data_size = _plan(items)
         n = PySequence_Fast_GET_SIZE(items)
-        shm = self._new_segment(n, data_size, name, track)
+        self._new_segment(n, data_size, name, track)
         try:
             _fill(items, self._offsets, self._data, self._formats, self._codes, n, data_size)
         except BaseException:
@@ -806,8 +807,8 @@ cdef class ShareableList:
             self._discard()
             raise
 
-    cdef object _new_segment(self, Py_ssize_t n, int64_t data_size, object name, object track):
-        """Create a segment for n items and data_size bytes of slots, header written."""
+    cdef _new_segment(self, Py_ssize_t n, int64_t data_size, object name, object track):
+        """Create and bind a segment for n items and data_size bytes of slots."""
         total = 8 * (n + 2) + data_size + 9 * n
         shm = SharedMemory(name, create=True, size=total,
                            track=True if track is None else track)
@@ -822,7 +823,6 @@ cdef class ShareableList:
             self.shm = shm
             self._discard()
             raise
-        return shm
 
     cdef _discard(self):
         """Undo a failed construction: no segment is left behind."""
@@ -837,9 +837,7 @@ cdef class ShareableList:
             self._bind(shm)
         except BaseException:
             shm.close()
-            if shm._track:
-                shm._track = False
-                _resource_tracker().unregister(shm._name, "shared_memory")
+            shm._untrack()      # attached, not ours: never unlink it
             raise
         self._owner = False
 
@@ -1704,20 +1702,22 @@ cdef enum:
     RUN = 256
 
 cdef enum:
-    T_NUMBER = 0     # int (in int64), bool or float
-    T_BIGINT = 1     # an int outside int64: equal only to an integral float
-    T_STR = 2
-    T_BYTES = 3
-    T_NONE = 4
-    T_OTHER = 5      # compared in Python, item by item
+    T_NUMBER = 0     # int, bool or float
+    T_STR = 1
+    T_BYTES = 2
+    T_NONE = 3
+    T_OTHER = 4      # compared in Python, item by item
 
+# A scan's target.  A number is reduced to what a "q" slot must hold to equal
+# it and what a "d" slot must hold (Python compares ints and floats exactly):
+# both paths of a scan, vectorised runs and single items, compare just these.
 cdef struct Target:
     int kind
-    bint is_int        # T_NUMBER: the target is an int/bool (else a float)
-    int64_t ival       # the int, or the float's value when float_is_int
-    double dval        # the float
-    bint float_is_int  # a float target that equals some int64
-    const char* data
+    bint q_possible    # some int64 equals the target...
+    int64_t q_value    # ...this one
+    bint d_possible    # some double equals the target...
+    double d_value     # ...this one
+    const char* data   # str (UTF-8) / bytes targets
     Py_ssize_t size
 
 
@@ -1733,16 +1733,27 @@ cdef inline bint _float_to_i64(double x, int64_t* out) noexcept nogil:
 
 cdef int _make_target(object value, Target* t) except -1:
     cdef int overflow = 0
+    cdef int64_t exact
     t.kind = T_OTHER
     if PyLong_CheckExact(value) or value is True or value is False:
-        t.ival = PyLong_AsLongLongAndOverflow(value, &overflow)
-        t.kind = T_BIGINT if overflow else T_NUMBER
-        t.is_int = True
+        t.kind = T_NUMBER
+        t.q_value = PyLong_AsLongLongAndOverflow(value, &overflow)
+        t.q_possible = not overflow
+        if t.q_possible:
+            t.d_value = <double>t.q_value
+            t.d_possible = _float_to_i64(t.d_value, &exact) and exact == t.q_value
+        else:
+            # Outside int64, an int may still equal a double (2**63 == 2.0**63).
+            try:
+                t.d_value = float(value)
+                t.d_possible = int(t.d_value) == value
+            except OverflowError:
+                t.d_possible = False
     elif PyFloat_CheckExact(value):
         t.kind = T_NUMBER
-        t.is_int = False
-        t.dval = PyFloat_AS_DOUBLE(value)
-        t.float_is_int = _float_to_i64(t.dval, &t.ival)
+        t.d_value = PyFloat_AS_DOUBLE(value)
+        t.d_possible = True          # NaN compares unequal by itself
+        t.q_possible = _float_to_i64(t.d_value, &t.q_value)
     elif value is None:
         t.kind = T_NONE
     elif PyUnicode_CheckExact(value):
@@ -1760,23 +1771,14 @@ cdef int _make_target(object value, Target* t) except -1:
 
 cdef inline bint _number_equals(Target* t, Slot* s) noexcept:
     """Python's == between a numeric target and a numeric slot (code 0)."""
-    cdef int64_t iv
-    cdef double dv
     if s.kind == K_INT:
-        iv = load_i64(s.ptr)
-        if t.is_int:
-            return iv == t.ival
-        return t.float_is_int and iv == t.ival
+        return t.q_possible and load_i64(s.ptr) == t.q_value
     if s.kind == K_FLOAT:
-        dv = i64_as_double(load_i64(s.ptr))
-        if t.is_int:
-            return _float_to_i64(dv, &iv) and iv == t.ival
-        return dv == t.dval
-    if s.kind == K_BOOL or s.kind == K_NONE:
-        iv = (s.ptr[7] != 0) if s.kind == K_BOOL else (s.ptr[6] != 0)
-        if t.is_int:
-            return iv == t.ival
-        return <double>iv == t.dval
+        return t.d_possible and i64_as_double(load_i64(s.ptr)) == t.d_value
+    if s.kind == K_BOOL:
+        return t.q_possible and (s.ptr[7] != 0) == t.q_value
+    if s.kind == K_NONE:         # what struct reads under code 0: a bool at byte 6
+        return t.q_possible and (s.ptr[6] != 0) == t.q_value
     return False
 
 
@@ -1789,7 +1791,7 @@ cdef inline bint _bytes_equal(Target* t, Slot* s) noexcept:
 
 
 
-cdef inline bint _slot_equals(ShareableList sl, Py_ssize_t k, Target* t, object value) except -1:
+cdef inline bint _slot_equals(ShareableList sl, Py_ssize_t k, Target* t) except -1:
     """Python's == between a builtin-typed target and item k, without building the item."""
     cdef Slot s
     _slot(sl, k, &s)
@@ -1799,11 +1801,7 @@ cdef inline bint _slot_equals(ShareableList sl, Py_ssize_t k, Target* t, object 
         if s.code == CODE_STR:
             return t.kind == T_STR and _bytes_equal(t, &s)
         return t.kind == T_BYTES and _bytes_equal(t, &s)
-    if t.kind == T_NUMBER:
-        return _number_equals(t, &s)
-    if t.kind == T_BIGINT and s.kind == K_FLOAT:
-        return value == _read_slot(sl, k)
-    return False
+    return t.kind == T_NUMBER and _number_equals(t, &s)
 
 
 cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint contains) except -2:
@@ -1812,9 +1810,7 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
     cdef _Mapping keep = sl._map   # the memory stays mapped even if Python code closes sl
     cdef Target t
     cdef Py_ssize_t k, j, m, hits, found = 0, n = sl._n
-    cdef int64_t start, end, q_target = 0, data_size = sl._data_size
-    cdef double d_target = 0.0
-    cdef bint q_possible = False, d_possible = False
+    cdef int64_t start, data_size = sl._data_size
     cdef uint64_t word
     cdef const char* offsets = sl._offsets
     cdef const char* formats = sl._formats
@@ -1823,25 +1819,8 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
     _make_target(value, &t)
     if t.kind == T_OTHER:
         return _scan_python(sl, value, count_all, contains)
-    if t.kind == T_NUMBER:
-        # What a "q" slot must hold to equal the target, and a "d" slot.
-        q_possible = t.is_int or t.float_is_int
-        q_target = t.ival
-        if t.is_int:
-            d_target = <double>t.ival
-            # An int64 equals a double only if the double is exactly it.
-            d_possible = _float_to_i64(d_target, &end) and end == t.ival
-        else:
-            d_target = t.dval
-            d_possible = True
-    elif t.kind == T_BIGINT:
-        # An int outside int64 equals no "q" slot, but may equal a double
-        # exactly (2**63 == 9.223372036854775808e18).
-        try:
-            d_target = float(value)
-            d_possible = int(d_target) == value
-        except OverflowError:
-            d_possible = False
+    if t.kind != T_NUMBER:
+        t.q_possible = t.d_possible = False   # numeric runs hold no match
     k = 0
     while k < n:
         m = min(RUN, n - k)
@@ -1852,17 +1831,17 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
         if start >= 0:
             # A run of same-type numbers: one vectorised compare.
             if word == FMT_Q:
-                hits = count_i64(data + start, m, q_target) if q_possible else 0
+                hits = count_i64(data + start, m, t.q_value) if t.q_possible else 0
             else:
-                hits = count_f64(data + start, m, d_target) if d_possible else 0
+                hits = count_f64(data + start, m, t.d_value) if t.d_possible else 0
             if hits and not count_all:
                 for j in range(m):
-                    if _slot_equals(sl, k + j, &t, value):
+                    if _slot_equals(sl, k + j, &t):
                         return k + j
             found += hits
         else:
             for j in range(k, k + m):
-                if _slot_equals(sl, j, &t, value):
+                if _slot_equals(sl, j, &t):
                     if not count_all:
                         return j
                     found += 1
