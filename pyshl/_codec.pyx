@@ -23,7 +23,7 @@ from cpython.exc cimport PyErr_SetFromErrnoWithFilenameObject
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_FromDouble
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
+from cpython.long cimport PyLong_AsDouble, PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
 from cpython.number cimport PyIndex_Check, PyNumber_AsSsize_t, PyNumber_Index
 from cpython.object cimport Py_EQ, PyObject_RichCompare, PyObject_RichCompareBool
 from cpython.ref cimport Py_INCREF
@@ -471,16 +471,19 @@ cdef class _Mapping:
     cdef char* addr
     cdef Py_ssize_t size
     cdef readonly bint closed
+    cdef readonly bint readonly   # mapped PROT_READ: exports are read-only buffers
 
-    def __cinit__(self, int fd=-1, Py_ssize_t size=0):
+    def __cinit__(self, int fd=-1, Py_ssize_t size=0, bint readonly=False):
         self.addr = NULL
         self.size = 0
         self.closed = True
+        self.readonly = readonly
         if fd < 0:
             return  # the closed placeholder
         if size <= 0:
             raise ValueError("cannot map an empty shared memory segment")
-        cdef void* p = mmap(NULL, <size_t>size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        cdef int prot = PROT_READ if readonly else PROT_READ | PROT_WRITE
+        cdef void* p = mmap(NULL, <size_t>size, prot, MAP_SHARED, fd, 0)
         if p == MAP_FAILED:
             PyErr_SetFromErrnoWithFilenameObject(OSError, None)
         self.addr = <char*>p
@@ -494,7 +497,7 @@ cdef class _Mapping:
     def __getbuffer__(self, Py_buffer* buffer, int flags):
         if self.closed:
             raise ValueError("the shared memory handle is closed")
-        PyBuffer_FillInfo(buffer, self, self.addr, self.size, 0, flags)
+        PyBuffer_FillInfo(buffer, self, self.addr, self.size, self.readonly, flags)
 
     def __releasebuffer__(self, Py_buffer* buffer):
         pass
@@ -555,6 +558,15 @@ def _resource_tracker():
     return resource_tracker
 
 
+def _tracker_running():
+    """Does this process have (or share, from its parent) a resource tracker?"""
+    tracker = _resource_tracker()
+    running = getattr(tracker, "_resource_tracker", None)     # the stdlib's instance
+    if running is not None:
+        return getattr(running, "_fd", None) is not None
+    return getattr(tracker, "_helper", None) is not None       # pyshl's own (3.7)
+
+
 class _SharedMemoryInterface:
     """The standard SharedMemory's interface, for Pythons without it (3.7)."""
 
@@ -565,6 +577,7 @@ class _SharedMemoryInterface:
     _flags = os.O_RDWR
     _mode = 0o600
     _prepend_leading_slash = True
+    _readonly = False
 
     def __del__(self):
         try:
@@ -614,7 +627,11 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
       on first write.
     """
 
-    def __init__(self, name=None, create=False, size=0, *, track=None):
+    def __init__(self, name=None, create=False, size=0, *, track=None, readonly=False):
+        # Every argument is converted first: a str subclass's methods or a
+        # __bool__ run Python code, which must not run once a segment exists.
+        if isinstance(name, str):
+            name = str.__str__(name)
         try:
             size = size.__index__()
         except AttributeError:
@@ -624,13 +641,16 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
         if size > sys.maxsize:
             raise ValueError("'size' of %d bytes is larger than this platform can map" % size)
         create = bool(create)
+        readonly = bool(readonly)
         if create and size == 0:
             raise ValueError("'size' must be a positive number different from zero")
         if name is None and not create:
             raise ValueError("'name' can only be None if create=True")
-        if track is None:
-            track = create
-        flags = (os.O_CREAT | os.O_EXCL | os.O_RDWR) if create else os.O_RDWR
+        if create and readonly:
+            raise ValueError("a segment is created read-write: readonly=True only attaches")
+        track = create if track is None else bool(track)
+        flags = (os.O_CREAT | os.O_EXCL | os.O_RDWR) if create else \
+            os.O_RDONLY if readonly else os.O_RDWR
         if name is None:
             while True:
                 name = "psm_" + secrets.token_hex(4)
@@ -649,7 +669,7 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
                 else:
                     os.ftruncate(fd, size)
             size = os.fstat(fd).st_size
-            mapping = _Mapping(fd, size)
+            mapping = _Mapping(fd, size, readonly)
         except BaseException:
             os.close(fd)
             if create:
@@ -663,9 +683,15 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
         self._size = size
         self._mmap = mapping
         self._buf = memoryview(mapping)
-        self._track = bool(track)
-        if self._track:
+        self._readonly = readonly
+        self._track = track
+        if track:
             _resource_tracker().register(self._name, "shared_memory")
+
+    @property
+    def readonly(self):
+        """True if this handle was attached with readonly=True (mapped PROT_READ)."""
+        return self._readonly
 
     def close(self):
         """Close this handle; views of ``buf`` stay valid until they are dropped."""
@@ -685,19 +711,35 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
             self._fd = -1
 
     def unlink(self):
-        """Remove the segment's name; the memory goes when the last mapping does."""
+        """Remove the segment's name; the memory goes when the last mapping does.
+
+        Raises FileNotFoundError if the name is gone already.  Either way the
+        resource tracker this process shares (with its parent, say) forgets
+        the name, so it never warns about it or unlinks it again at exit.
+        """
         if not self._name:
             return
         try:
             _unlink_segment(self.name)
         finally:
-            self._untrack()
+            self._untrack(gone=True)
 
-    def _untrack(self):
-        """Stop the resource tracker from unlinking this segment at exit."""
-        if self._track:
-            self._track = False
-            _resource_tracker().unregister(self._name, "shared_memory")
+    def _untrack(self, gone=False):
+        """Stop the resource tracker from unlinking this segment at exit.
+
+        With gone=True the name was just removed, so any registration of it is
+        stale, possibly one made by another process sharing the tracker (a
+        forked child holds its parent's handle, and either may unlink first).
+        The tracker keeps a set and fails on removing a name it lacks, so the
+        name is registered again first: the pair leaves it consistent
+        whatever it held.
+        """
+        track, self._track = self._track, False
+        if track or (gone and _tracker_running()):
+            tracker = _resource_tracker()
+            if gone:
+                tracker.register(self._name, "shared_memory")
+            tracker.unregister(self._name, "shared_memory")
 
 
 # ---------------------------------------------------------------------------
@@ -741,18 +783,29 @@ cdef class ShareableList:
     cdef char* _codes
     cdef Py_ssize_t _n
     cdef int64_t _data_size
-    cdef bint _owner
+    cdef object _creator_pid    # the pid that created the segment; None when attached
     cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
         self._map = _CLOSED
         self._n = 0
 
-    def __init__(self, sequence=None, *, name=None, track=None):
+    def __init__(self, sequence=None, *, name=None, track=None, readonly=False):
+        if self.shm is not None:
+            raise RuntimeError("this ShareableList is already bound to segment %r: "
+                               "make a new ShareableList instead of calling __init__ again"
+                               % self.shm.name)
+        # Python-level arguments are converted before any segment exists.
+        if isinstance(name, str):
+            name = str.__str__(name)
+        track = None if track is None else bool(track)
+        readonly = bool(readonly)
         if name is None or sequence is not None:
+            if readonly:
+                raise ValueError("readonly=True attaches to an existing list: pass only name=")
             self._create(sequence, name, track)
         else:
-            self._attach(name, track)
+            self._attach(name, track, readonly)
 
     # -- construction -------------------------------------------------------
 
@@ -778,6 +831,7 @@ cdef class ShareableList:
         self._new_segment(n, data_size, name, track)
         try:
             _fill(items, self._offsets, self._data, self._formats, self._codes, n, data_size)
+            self._publish()
         except BaseException:
             self._discard()
             raise
@@ -796,53 +850,62 @@ cdef class ShareableList:
             for k in range(n):
                 store_i64(self._formats + 8 * k, <int64_t>word)
             # Codes stay 0, as the fresh segment is zeroed.
-            if kind == "b":
-                target = np.ndarray((n,), np.bool_, buffer=self._map,
-                                    offset=self._data - self._map.addr + 7, strides=(8,))
-            else:
-                target = np.ndarray((n,), np.float64 if kind == "f" else np.int64,
-                                    buffer=self._map, offset=self._data - self._map.addr)
-            target[...] = array
+            if n:
+                if kind == "b":
+                    target = np.ndarray((n,), np.bool_, buffer=self._map,
+                                        offset=self._data - self._map.addr + 7, strides=(8,))
+                else:
+                    target = np.ndarray((n,), np.float64 if kind == "f" else np.int64,
+                                        buffer=self._map, offset=self._data - self._map.addr)
+                target[...] = array
+            self._publish()
         except BaseException:
             self._discard()
             raise
 
     cdef _new_segment(self, Py_ssize_t n, int64_t data_size, object name, object track):
-        """Create and bind a segment for n items and data_size bytes of slots."""
+        """Create a zeroed segment for n items and data_size bytes of slots, and
+        take its geometry from the plan.  Its header still says "0 items"
+        until _publish(): a process attaching meanwhile sees an empty list."""
         total = 8 * (n + 2) + data_size + 9 * n
         shm = SharedMemory(name, create=True, size=total,
                            track=True if track is None else track)
-        cdef char* base = (<_Mapping>shm._mmap).addr
-        # The header first: _bind validates the geometry it describes.
-        store_i64(base + 8 + 8 * n, data_size)
-        store_i64(base, n)
-        self._owner = True
-        try:
-            self._bind(shm)
-        except BaseException:
-            self.shm = shm
-            self._discard()
-            raise
+        self.shm = shm
+        self._creator_pid = os.getpid()
+        self._set_geometry(shm._mmap, n, data_size)
+
+    cdef _publish(self):
+        """Check that the slots written are exactly the plan, then write the header.
+
+        The header goes last, so no process can attach to a list whose header
+        disagrees with its slots: the item count after the data size.
+        """
+        cdef int64_t filled = load_i64(self._offsets + 8 * self._n)
+        if filled != self._data_size:
+            raise RuntimeError("the items changed while a ShareableList was built from "
+                               "them: %d bytes of slots were planned and %d written"
+                               % (self._data_size, filled))
+        store_seq_i64(self._map.addr, self._n)
 
     cdef _discard(self):
         """Undo a failed construction: no segment is left behind."""
         self._map = _CLOSED
-        self._owner = False
+        self._creator_pid = None
         self.shm.close()
         self.shm.unlink()
 
-    cdef _attach(self, object name, object track):
-        shm = SharedMemory(name, track=False if track is None else track)
+    cdef _attach(self, object name, object track, bint readonly):
+        shm = SharedMemory(name, track=False if track is None else track, readonly=readonly)
         try:
             self._bind(shm)
         except BaseException:
             shm.close()
             shm._untrack()      # attached, not ours: never unlink it
             raise
-        self._owner = False
+        self.shm = shm
 
     cdef _bind(self, object shm):
-        """Take the segment's geometry, validating the header against its size."""
+        """Take an existing segment's geometry, validating its header against its size."""
         cdef _Mapping m = shm._mmap
         cdef char* base = m.addr
         cdef int64_t size = m.size, n, data_size
@@ -858,21 +921,32 @@ cdef class ShareableList:
             raise ValueError("shared memory segment %r is not a valid ShareableList: "
                              "data area of %d bytes does not fit its %d bytes"
                              % (shm.name, data_size, size))
-        self.shm = shm
+        self._set_geometry(m, n, data_size)
+
+    cdef void _set_geometry(self, _Mapping m, Py_ssize_t n, int64_t data_size) noexcept:
+        """Point the list at a mapping holding n items in data_size bytes of slots
+        (the caller checked that they fit)."""
         self._map = m
         self._n = n
         self._data_size = data_size
-        self._offsets = base + 8
-        self._data = base + 8 * (n + 2)
+        self._offsets = m.addr + 8
+        self._data = m.addr + 8 * (n + 2)
         self._formats = self._data + data_size
         self._codes = self._formats + 8 * n
 
     # -- the sequence protocol ------------------------------------------------
+    #
+    # Every method follows one order: convert every argument (which may run
+    # Python code that closes the list), then _pin() the mapping, then touch
+    # the segment.  The pinned reference keeps the memory mapped even if
+    # Python code runs later in the call (a finalizer during an allocation).
 
     def __getitem__(self, index):
         if not PyLong_CheckExact(index) and PySlice_Check(index):
             return _get_slice(self, index)
-        return _read(self, _position(self, index, "index out of range"))
+        cdef Py_ssize_t k = _position(self, index, "index out of range")
+        cdef _Mapping pinned = _pin(self)
+        return _read(self, k)
 
     def __setitem__(self, index, value):
         cdef Packed packed
@@ -883,19 +957,19 @@ cdef class ShareableList:
         if not _pack_exact(value, &packed):
             value = _normalise(value)
             _pack_exact(value, &packed)
-        # Validated and packed: from here on nothing can fail but a corrupt slot.
         k = _position(self, index, "assignment index out of range")
+        cdef _Mapping pinned = _pin_writable(self)
         _write(self, k, &packed)
 
     def __delitem__(self, index):
         raise TypeError("ShareableList items cannot be deleted: its length is fixed")
 
     def __len__(self):
-        _check_open(self)
+        _pin(self)
         return self._n
 
     def __iter__(self):
-        _check_open(self)
+        _pin(self)
         return _Iterator(self)
 
     def __contains__(self, value):
@@ -915,8 +989,7 @@ cdef class ShareableList:
 
     def tolist(self):
         """The items as a new plain list."""
-        _check_open(self)
-        cdef _Mapping keep = self._map   # held while items are built
+        cdef _Mapping pinned = _pin(self)
         cdef Py_ssize_t k, n = self._n
         result = PyList_New(n)
         for k in range(n):
@@ -932,22 +1005,23 @@ cdef class ShareableList:
         of each slot's flag byte).  Writes through the array are writes to the
         list, seen by every process at once.  The array is typed by the items
         when it is made: see the README for what it shows if another process
-        later stores another type.  An empty range needs ``dtype``.
+        later stores another type.  An empty range needs ``dtype``.  A list
+        attached with readonly=True gives read-only arrays.
 
         Raises TypeError, naming the first index, if the range mixes types.
         """
-        _check_open(self)
         np = _numpy()
         cdef Py_ssize_t a, b, m, bad
         cdef int64_t base
         cdef uint64_t word
         cdef Slot slot
-        a, b, _ = slice(start, stop).indices(self._n)
-        m = max(b - a, 0)
         wanted = None if dtype is None else np.dtype(dtype)
         if wanted is not None and wanted not in (np.dtype(np.int64), np.dtype(np.float64),
                                                  np.dtype(np.bool_)):
             raise ValueError("view() gives int64, float64 or bool arrays, not %s" % wanted)
+        a, b, _ = slice(start, stop).indices(self._n)
+        m = max(b - a, 0)
+        cdef _Mapping pinned = _pin(self)
         if m == 0:
             if wanted is None:
                 raise ValueError("an empty range has no item to take a dtype from: "
@@ -971,25 +1045,28 @@ cdef class ShareableList:
             raise TypeError("item %d is %s, not %s like item %d: view() needs one numeric "
                             "type in contiguous 8-byte slots"
                             % (a + bad, _describe(self, a + bad), _describe(self, a), a))
-        offset = self._data - self._map.addr + base
+        offset = self._data - pinned.addr + base
+        # The array exports the pinned mapping, which it keeps alive.
         if word == FMT_BOOL:
-            return np.ndarray((m,), np.bool_, buffer=self._map, offset=offset + 7, strides=(8,))
-        return np.ndarray((m,), found, buffer=self._map, offset=offset)
+            return np.ndarray((m,), np.bool_, buffer=pinned, offset=offset + 7, strides=(8,))
+        return np.ndarray((m,), found, buffer=pinned, offset=offset)
 
     def __array__(self, dtype=None, copy=None):
         """Zero-copy for a list of one numeric type; item by item otherwise."""
         np = _numpy()
+        if dtype is not None:
+            dtype = np.dtype(dtype)
         try:
             array = self.view()
         except (TypeError, ValueError):
-            _check_open(self)
+            _pin(self)
             if copy is False:
                 raise ValueError("this ShareableList is not of one numeric type, so it "
                                  "cannot be an array without a copy")
             return np.array(self.tolist(), dtype=dtype)
-        if dtype is not None and np.dtype(dtype) != array.dtype:
+        if dtype is not None and dtype != array.dtype:
             if copy is False:
-                raise ValueError("converting to %s needs a copy" % np.dtype(dtype))
+                raise ValueError("converting to %s needs a copy" % dtype)
             return array.astype(dtype)
         return array.copy() if copy else array
 
@@ -1008,6 +1085,7 @@ cdef class ShareableList:
         cdef int64_t old
         _number_arg(delta, &d, "delta")
         cdef Py_ssize_t k = _position(self, index, "index out of range")
+        cdef _Mapping pinned = _pin_writable(self)
         if _atomic_slot(self, k, &p, "fetch_add") == K_INT:
             if not d.is_int:
                 raise TypeError("cannot add a float to item %d, an int (store a float "
@@ -1016,7 +1094,9 @@ cdef class ShareableList:
                 raise OverflowError("adding %r to item %d would overflow int64; the item "
                                     "is unchanged" % (delta, k))
             return PyLong_FromLongLong(old)
-        return PyFloat_FromDouble(fetch_add_f64(p, _number_as_double(&d, delta)))
+        if d.float_overflow:
+            raise OverflowError("delta %r is too large for a float" % (delta,))
+        return PyFloat_FromDouble(fetch_add_f64(p, d.dval))
 
     def compare_exchange(self, index, expected, desired):
         """Atomically: if item == expected, store desired; return whether it did.
@@ -1030,6 +1110,7 @@ cdef class ShareableList:
         _number_arg(expected, &e, "expected")
         _number_arg(desired, &w, "desired")
         cdef Py_ssize_t k = _position(self, index, "index out of range")
+        cdef _Mapping pinned = _pin_writable(self)
         cdef int kind = _atomic_slot(self, k, &p, "compare_exchange")
         if kind == K_INT:
             if not (e.is_int and w.is_int):
@@ -1053,6 +1134,7 @@ cdef class ShareableList:
         """Atomically read an int or float item (a sequentially consistent load)."""
         cdef char* p
         cdef Py_ssize_t k = _position(self, index, "index out of range")
+        cdef _Mapping pinned = _pin(self)
         if _atomic_slot(self, k, &p, "load") == K_INT:
             return PyLong_FromLongLong(load_seq_i64(p))
         return PyFloat_FromDouble(i64_as_double(load_seq_i64(p)))
@@ -1063,6 +1145,7 @@ cdef class ShareableList:
         cdef char* p
         _number_arg(value, &v, "value")
         cdef Py_ssize_t k = _position(self, index, "assignment index out of range")
+        cdef _Mapping pinned = _pin_writable(self)
         if _atomic_slot(self, k, &p, "store") == K_INT:
             if not v.is_int:
                 raise TypeError("item %d is an int: store() keeps the type, use sl[i] = v "
@@ -1094,7 +1177,7 @@ cdef class ShareableList:
     @property
     def format(self):
         "The struct packing format used by all currently stored items."
-        _check_open(self)
+        cdef _Mapping pinned = _pin(self)
         cdef Py_ssize_t k
         parts = bytearray()
         for k in range(self._n):
@@ -1105,12 +1188,13 @@ cdef class ShareableList:
     def _get_packing_format(self, position):
         "Gets the packing format for a single value stored in the list."
         cdef Py_ssize_t k = _position(self, position, "Requested position out of range.")
+        cdef _Mapping pinned = _pin(self)
         word = PyBytes_FromStringAndSize(self._formats + 8 * k, 8)
         return word.rstrip(b"\0").decode("utf-8")
 
     def _type_counts(self):
         """{type name: number of items}, with "corrupt" for unreadable slots."""
-        _check_open(self)
+        cdef _Mapping pinned = _pin(self)
         cdef Py_ssize_t k
         cdef Slot s
         cdef Py_ssize_t counts[7]
@@ -1135,13 +1219,18 @@ cdef class ShareableList:
         """True once close() was called on this list or on its ``shm``."""
         return self._map.closed
 
+    @property
+    def readonly(self):
+        """True if this handle was attached with readonly=True: writes raise TypeError."""
+        return self.shm is not None and self.shm.readonly
+
     # -- lifecycle ------------------------------------------------------------
 
     def close(self):
         """Close this handle: the list refuses access, the segment lives on.
 
         Views of the memory stay valid until they are dropped.  Safe to call
-        more than once, before or after unlink().
+        more than once, before or after unlink().  Never unlinks.
         """
         self._map = _CLOSED
         if self.shm is not None:
@@ -1158,14 +1247,18 @@ cdef class ShareableList:
         self.shm.unlink()
 
     def __enter__(self):
-        _check_open(self)
+        _pin(self)
         return self
 
     def __exit__(self, *exc_info):
-        owner = self._owner
+        """Close; and unlink, if this process created the segment.
+
+        A forked child holds a copy of its parent's list: leaving a ``with``
+        block there only closes the child's handle.
+        """
+        creator, self._creator_pid = self._creator_pid, None
         self.close()
-        if owner:
-            self._owner = False
+        if creator is not None and creator == os.getpid():
             try:
                 self.unlink()
             except FileNotFoundError:
@@ -1174,6 +1267,10 @@ cdef class ShareableList:
     # -- Python protocols -----------------------------------------------------
 
     def __reduce__(self):
+        if self.shm is None:
+            raise ValueError("this ShareableList has no segment to pickle")
+        if self.shm.readonly:
+            return functools.partial(type(self), name=self.shm.name, readonly=True), ()
         return functools.partial(type(self), name=self.shm.name), ()
 
     def __repr__(self):
@@ -1192,10 +1289,27 @@ cdef class ShareableList:
 # are direct C calls even though ShareableList can be subclassed.
 
 
-cdef inline int _check_open(ShareableList sl) except -1:
-    if sl._map.closed:
+cdef inline _Mapping _pin(ShareableList sl):
+    """The list's mapping, to be held while the caller touches the segment.
+
+    Call it after every argument is converted (conversion may run Python code
+    that closes the list) and before the first access: it raises if the list
+    is closed, and the reference it returns keeps the memory mapped should
+    Python code run later in the call and close the list.
+    """
+    cdef _Mapping m = sl._map
+    if m.closed:
         raise _closed_error()
-    return 0
+    return m
+
+
+cdef inline _Mapping _pin_writable(ShareableList sl):
+    """_pin() for calls that write: also refuses a list attached read-only."""
+    cdef _Mapping m = _pin(sl)
+    if m.readonly:
+        raise TypeError("this ShareableList was attached with readonly=True: "
+                        "it cannot be written")
+    return m
 
 
 cdef int _corrupt(ShareableList sl, Py_ssize_t k, str what) except -1:
@@ -1203,7 +1317,11 @@ cdef int _corrupt(ShareableList sl, Py_ssize_t k, str what) except -1:
 
 
 cdef inline Py_ssize_t _position(ShareableList sl, object index, str message) except -1:
-    """Normalise an index into 0..n-1, raising IndexError outside -n..n-1."""
+    """Normalise an index into 0..n-1, raising IndexError outside -n..n-1.
+
+    Converting the index may run Python code (__index__), so the list's being
+    open is checked after it; callers then pin the mapping to hold it.
+    """
     cdef Py_ssize_t k
     cdef long long wide
     cdef int overflow = 0
@@ -1214,8 +1332,7 @@ cdef inline Py_ssize_t _position(ShareableList sl, object index, str message) ex
         k = <Py_ssize_t>wide
     else:
         k = PyNumber_AsSsize_t(index, IndexError)
-    if sl._map.closed:
-        raise _closed_error()
+    _pin(sl)
     if k < 0:
         k += sl._n
     if <size_t>k >= <size_t>sl._n:
@@ -1283,7 +1400,7 @@ cdef int _slot(ShareableList sl, Py_ssize_t k, Slot* s) except -1:
 
 
 cdef inline object _read(ShareableList sl, Py_ssize_t k):
-    """Item k as a Python object (0 <= k < n, list open)."""
+    """Item k as a Python object (0 <= k < n, mapping pinned)."""
     # Fast path: an int or float slot, validated in a few compares.
     cdef int64_t start = load_i64(sl._offsets + 8 * k)
     cdef int64_t end = load_i64(sl._offsets + 8 * k + 8)
@@ -1298,9 +1415,6 @@ cdef inline object _read(ShareableList sl, Py_ssize_t k):
 
 
 cdef object _read_slot(ShareableList sl, Py_ssize_t k):
-    # Building a str or bytes allocates, which may run a finalizer that
-    # closes sl: this reference keeps the memory mapped until we are done.
-    cdef _Mapping keep = sl._map
     cdef Slot s
     cdef Py_ssize_t length
     _slot(sl, k, &s)
@@ -1395,11 +1509,10 @@ cdef int _write_slot(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
 
 
 cdef list _get_slice(ShareableList sl, object index):
-    _check_open(sl)
-    cdef _Mapping keep = sl._map
     cdef Py_ssize_t start, stop, step, j, m
-    start, stop, step = index.indices(sl._n)
+    start, stop, step = index.indices(sl._n)     # may run __index__
     m = len(range(start, stop, step))
+    cdef _Mapping pinned = _pin(sl)
     result = PyList_New(m)
     for j in range(m):
         item = _read(sl, start + j * step)
@@ -1415,10 +1528,11 @@ cdef int _set_slice(ShareableList sl, object index, object values) except -1:
     cdef Slot s
     cdef uint64_t new_format
     cdef Py_ssize_t width
+    cdef _Mapping pinned
+    # Converting the values and the bounds may run Python code: all of it
+    # happens first, into a private list of exact builtins.
     values = PySequence_Fast(values, "can only assign an iterable to a ShareableList slice")
-    # Converting values may run Python code: all of it happens before any read.
     values = [x if _is_exact(x) else _normalise(x) for x in values]
-    _check_open(sl)
     start, stop, step = index.indices(sl._n)
     m = len(range(start, stop, step))
     if len(values) != m:
@@ -1430,6 +1544,7 @@ cdef int _set_slice(ShareableList sl, object index, object values) except -1:
     try:
         for j in range(m):
             _pack_exact(values[j], &packed[j])
+        pinned = _pin_writable(sl)
         for j in range(m):
             _check_write(sl, start + j * step, &packed[j], &s, &new_format, &width)
         for j in range(m):
@@ -1447,9 +1562,10 @@ cdef int _set_slice(ShareableList sl, object index, object values) except -1:
 # Python code).
 cdef struct Number:
     bint is_int
-    bint overflow      # an int outside int64
+    bint overflow          # an int outside int64
+    bint float_overflow    # an int outside the float range
     int64_t ival
-    double dval
+    double dval            # the value as a float (ints too, for float items)
 
 
 cdef inline int _number_arg(object value, Number* out, str what) except -1:
@@ -1458,14 +1574,20 @@ cdef inline int _number_arg(object value, Number* out, str what) except -1:
         out.is_int = True
         out.ival = PyLong_AsLongLongAndOverflow(value, &overflow)
         out.overflow = overflow != 0
+        out.float_overflow = False
+        if not overflow:
+            out.dval = <double>out.ival
+            return 0
+        try:
+            out.dval = PyLong_AsDouble(value)   # an exact int: no Python code runs
+        except OverflowError:
+            out.float_overflow = True
         return 0
     return _number_arg_other(value, out, what)
 
 
 cdef int _number_arg_other(object value, Number* out, str what) except -1:
-    out.overflow = False
-    if PyLong_CheckExact(value):
-        return _number_arg(value, out, what)
+    out.overflow = out.float_overflow = False
     if PyFloat_Check(value):
         out.is_int = False
         out.dval = PyFloat_AS_DOUBLE(value)
@@ -1480,16 +1602,9 @@ cdef int _number_arg_other(object value, Number* out, str what) except -1:
     raise TypeError("%s must be an int or a float, not %r" % (what, type(value).__name__))
 
 
-cdef double _number_as_double(Number* n, object original) except? -1.0:
-    if not n.is_int:
-        return n.dval
-    if not n.overflow:
-        return <double>n.ival
-    return float(original)   # a big int: OverflowError past the float range
-
-
 cdef inline int _atomic_slot(ShareableList sl, Py_ssize_t k, char** ptr, str op) except -1:
-    """Point at item k's aligned 8-byte slot, which must hold an int or a float."""
+    """Point at item k's aligned 8-byte slot, which must hold an int or a float
+    (mapping pinned; the pointer is valid while the pin is held)."""
     cdef int64_t start = load_i64(sl._offsets + 8 * k)
     cdef int64_t end = load_i64(sl._offsets + 8 * k + 8)
     cdef uint64_t word = load_u64(sl._formats + 8 * k)
@@ -1530,8 +1645,10 @@ cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
     cdef int64_t old
     cdef bint int_deltas, scalar
     cdef Target8* targets
-    _check_open(sl)
+    cdef _Mapping pinned
     n = sl._n
+    # Converting the arguments may run Python code (__array__, __index__,
+    # dtype lookups): it all happens before the mapping is pinned.
     index_array = np.asarray(indices)
     if index_array.size == 0:
         index_array = index_array.astype(np.int64)   # [] is float64: nothing to add
@@ -1564,7 +1681,7 @@ cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
     else:
         float_delta = delta_array.reshape(-1)
     cdef Py_ssize_t step = 0 if scalar else 1
-    cdef _Mapping keep = sl._map     # mapped while the GIL is released
+    pinned = _pin_writable(sl)       # also keeps it mapped while the GIL is released
     targets = <Target8*>PyMem_Malloc(m * sizeof(Target8))
     if targets == NULL:
         raise MemoryError()
@@ -1615,7 +1732,7 @@ cdef class _Iterator:
         cdef ShareableList sl = self._list
         if sl is None:
             raise StopIteration
-        _check_open(sl)
+        cdef _Mapping pinned = _pin(sl)
         if self._next >= sl._n:
             self._list = None
             raise StopIteration
@@ -1806,19 +1923,19 @@ cdef inline bint _slot_equals(ShareableList sl, Py_ssize_t k, Target* t) except 
 
 cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint contains) except -2:
     """First index equal to value (-1 if none), or with count_all the count."""
-    _check_open(sl)
-    cdef _Mapping keep = sl._map   # the memory stays mapped even if Python code closes sl
     cdef Target t
     cdef Py_ssize_t k, j, m, hits, found = 0, n = sl._n
     cdef int64_t start, data_size = sl._data_size
     cdef uint64_t word
-    cdef const char* offsets = sl._offsets
-    cdef const char* formats = sl._formats
-    cdef const char* codes = sl._codes
-    cdef const char* data = sl._data
-    _make_target(value, &t)
+    cdef const char* offsets
+    cdef const char* formats
+    cdef const char* codes
+    cdef const char* data
+    cdef _Mapping pinned = _pin(sl)
+    _make_target(value, &t)       # runs no Python code: the target is a builtin
     if t.kind == T_OTHER:
         return _scan_python(sl, value, count_all, contains)
+    offsets, formats, codes, data = sl._offsets, sl._formats, sl._codes, sl._data
     if t.kind != T_NUMBER:
         t.q_possible = t.d_possible = False   # numeric runs hold no match
     k = 0
@@ -1851,11 +1968,11 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
 
 cdef Py_ssize_t _scan_python(ShareableList sl, object value, bint count_all, bint contains) except -2:
     """The scan for values of other types: each item built and compared in Python."""
-    cdef _Mapping keep = sl._map
+    cdef _Mapping pinned
     cdef Py_ssize_t k, found = 0
     cdef bint hit
     for k in range(sl._n):
-        _check_open(sl)    # the previous comparison ran Python code
+        pinned = _pin(sl)    # again each time: the previous comparison ran Python code
         item = _read(sl, k)
         if contains:
             hit = PyObject_RichCompareBool(item, value, Py_EQ)

@@ -2,6 +2,7 @@
 import gc
 import multiprocessing
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -215,3 +216,43 @@ def test_attached_handle_can_be_closed_from_another_process_safely(make):
             raise SystemExit("read after close")
     """)
     assert sl.tolist() == [1, 2, 3]
+
+
+def test_calling_init_again_is_refused(make):
+    sl = make([1, 2])
+    name = sl.shm.name
+    with pytest.raises(RuntimeError, match="already bound"):
+        sl.__init__([3])
+    with pytest.raises(RuntimeError, match="already bound"):
+        sl.__init__(name=name)
+    assert sl.shm.name == name and sl.tolist() == [1, 2]
+
+
+def test_readonly_attach_reads_and_refuses_writes(make):
+    sl = make([1, 2.5, "text", None])
+    ro = ShareableList(name=sl.shm.name, readonly=True)
+    try:
+        assert ro.readonly and not sl.readonly
+        assert ro.tolist() == [1, 2.5, "text", None] and ro.count(1) == 1
+        sl[0] = 7
+        assert ro[0] == 7 and ro.load(0) == 7          # a live view of the segment
+        writes = [lambda: ro.__setitem__(0, 1), lambda: ro.__setitem__(slice(0, 1), [1]),
+                  lambda: ro.fetch_add(0, 1), lambda: ro.compare_exchange(0, 7, 8),
+                  lambda: ro.store(0, 1), lambda: ro.add_at([0], 1)]
+        for write in writes:
+            with pytest.raises(TypeError, match="readonly"):
+                write()
+        assert sl.tolist() == [7, 2.5, "text", None]
+        assert ro.shm.buf.readonly
+        with pytest.raises(TypeError):
+            ro.shm.buf[0] = 1
+        assert not ShareableList(name=sl.shm.name, readonly=True).view(0, 1).flags.writeable
+        again = pickle.loads(pickle.dumps(ro))
+        assert again.readonly
+        again.close()
+    finally:
+        ro.close()
+    with pytest.raises(ValueError, match="attaches"):
+        ShareableList([1], readonly=True)
+    with pytest.raises(ValueError, match="only attaches"):
+        pyshl.SharedMemory(create=True, size=8, readonly=True)

@@ -308,3 +308,11 @@ def test_unlink_with_a_view_alive_in_another_process(make):
     out, err = child.communicate("go\n", timeout=60)
     assert child.returncode == 0, err
     assert int(out) == 10 + 20 + 3
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                                   np.uint16, np.uint32, np.uint64, np.float16, np.float32,
+                                   np.float64])
+def test_empty_arrays_give_empty_lists(make, dtype):
+    sl = make(np.array([], dtype=dtype))
+    assert len(sl) == 0 and sl.tolist() == [] and sl.shm.size == 16
