@@ -889,10 +889,14 @@ cdef class ShareableList:
 
     cdef _discard(self):
         """Undo a failed construction: no segment is left behind."""
+        shm, self.shm = self.shm, None
         self._map = _CLOSED
         self._creator_pid = None
-        self.shm.close()
-        self.shm.unlink()
+        shm.close()
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass    # Python code run meanwhile (a finalizer) removed the name
 
     cdef _attach(self, object name, object track, bint readonly):
         shm = SharedMemory(name, track=False if track is None else track, readonly=readonly)
