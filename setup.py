@@ -1,10 +1,9 @@
 import os
-import sys
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-# PYSHL_SANITIZE=1 builds the extension with AddressSanitizer and
+# PYSHL_SANITIZE=1 builds the extensions with AddressSanitizer and
 # UndefinedBehaviorSanitizer; any report aborts the process, so it fails the
 # test that caused it.  Run with the ASan runtime preloaded (see .ci/run).
 compile_args = ["-O3"]
@@ -15,13 +14,17 @@ if os.environ.get("PYSHL_SANITIZE"):
     compile_args = flags
     link_args = flags
 
-extension = Extension(
-    "pyshl._codec",
-    ["pyshl/_codec.pyx"],
-    # shm_open lives in librt on glibc older than 2.34.
-    libraries=["rt"] if sys.platform.startswith("linux") else [],
-    extra_compile_args=compile_args,
-    extra_link_args=link_args,
-)
+# The core's concerns are included into _codec.pyx: a change to any of them
+# rebuilds it.
+core_parts = ["pyshl/_codec.pxd", "pyshl/_mapping.pxd", "pyshl/_slots.h", "pyshl/_formats.pxi",
+              "pyshl/_slots.pxi", "pyshl/_construction.pxi", "pyshl/_scans.pxi",
+              "pyshl/_atomics.pxi", "pyshl/_list.pxi"]
 
-setup(ext_modules=cythonize([extension], language_level=3))
+extensions = [
+    Extension("pyshl._mapping", ["pyshl/_mapping.pyx"], depends=["pyshl/_mapping.pxd"],
+              extra_compile_args=compile_args, extra_link_args=link_args),
+    Extension("pyshl._codec", ["pyshl/_codec.pyx"], depends=core_parts,
+              extra_compile_args=compile_args, extra_link_args=link_args),
+]
+
+setup(ext_modules=cythonize(extensions, language_level=3))

@@ -3,7 +3,8 @@
     from pyshl import ShareableList   # instead of multiprocessing.shared_memory
 """
 
-from pyshl._codec import SharedMemory, ShareableList, UnsupportedTypeError
+from pyshl._codec import ShareableList, UnsupportedTypeError
+from pyshl._shm import SharedMemory
 from pyshl._manager import SharedMemoryManager
 
 __all__ = ["ShareableList", "SharedMemory", "SharedMemoryManager", "UnsupportedTypeError"]

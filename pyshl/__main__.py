@@ -16,7 +16,7 @@ import sys
 
 from pyshl import ShareableList, _bench, _segments
 from pyshl._bench import std_shared_memory
-from pyshl._codec import _unlink_segment
+from pyshl._shm import unlink_segment
 
 SAMPLE = [42, -2**63, 2.5, True, False, None, "text", "x" * 8, b"bytes", b""]
 
@@ -108,7 +108,7 @@ def cmd_rm(args):
     status = 0
     for name in args.names:
         try:
-            _unlink_segment(name)
+            unlink_segment(name)
         except FileNotFoundError:
             status = _fail("no shared memory segment named %r" % name)
         except (ValueError, OSError) as exc:

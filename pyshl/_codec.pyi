@@ -1,42 +1,17 @@
 """Type stubs for pyshl's Cython core."""
 
-import sys
 from types import TracebackType
 from typing import Any, Generic, Iterable, Iterator, Optional, Type, TypeVar, Union, overload
 
 import numpy as np
 import numpy.typing as npt
 
+from pyshl._shm import SharedMemory
+
 _Item = Union[int, float, bool, str, bytes, None]
 _T = TypeVar("_T", bound=_Item)
 
 class UnsupportedTypeError(TypeError, KeyError): ...
-
-if sys.version_info >= (3, 8):
-    from multiprocessing.shared_memory import SharedMemory as _SharedMemoryBase
-else:
-    class _SharedMemoryBase:
-        @property
-        def buf(self) -> memoryview: ...
-        @property
-        def name(self) -> str: ...
-        @property
-        def size(self) -> int: ...
-
-class SharedMemory(_SharedMemoryBase):
-    def __init__(
-        self,
-        name: Optional[str] = None,
-        create: bool = False,
-        size: int = 0,
-        *,
-        track: Optional[bool] = None,
-        readonly: bool = False,
-    ) -> None: ...
-    @property
-    def readonly(self) -> bool: ...
-    def close(self) -> None: ...
-    def unlink(self) -> None: ...
 
 class ShareableList(Generic[_T]):
     @property

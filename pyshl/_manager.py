@@ -2,7 +2,8 @@
 
 from multiprocessing import managers, util
 
-from pyshl._codec import SharedMemory, ShareableList, _resource_tracker
+from pyshl._codec import ShareableList
+from pyshl._shm import SharedMemory, resource_tracker
 
 __all__ = ["SharedMemoryManager"]
 
@@ -68,7 +69,7 @@ class SharedMemoryManager(getattr(managers, "SharedMemoryManager", managers.Base
     def __init__(self, *args, **kwargs):
         # Start the resource tracker before the manager process, so that both
         # share it (bpo-36867).
-        _resource_tracker().ensure_running()
+        resource_tracker().ensure_running()
         managers.BaseManager.__init__(self, *args, **kwargs)
 
     def SharedMemory(self, size):

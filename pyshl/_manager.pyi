@@ -3,7 +3,8 @@
 import sys
 from typing import Iterable, Optional, TypeVar, Union
 
-from pyshl._codec import SharedMemory, ShareableList
+from pyshl._codec import ShareableList
+from pyshl._shm import SharedMemory
 
 _T = TypeVar("_T", bound=Union[int, float, bool, str, bytes, None])
 

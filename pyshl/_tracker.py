@@ -61,7 +61,7 @@ def unregister(name, rtype):
 
 def main():
     """The helper: keep the registered names; unlink the rest at end of input."""
-    from pyshl._codec import _unlink_segment
+    from pyshl._shm import unlink_segment
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # survive the Ctrl-C that ends its parent
     names = set()
@@ -76,7 +76,7 @@ def main():
                       "objects to clean up at shutdown" % len(names))
     for name in names:
         try:
-            _unlink_segment(name)
+            unlink_segment(name)
         except OSError:
             pass
     os._exit(0)

@@ -1,0 +1,236 @@
+# Atomic updates of int and float items across processes: fetch_add, compare_exchange, load, store, add_at.
+
+
+# A numeric argument, converted before any slot is read (conversion may run
+# Python code).
+cdef struct Number:
+    bint is_int
+    bint overflow          # an int outside int64
+    bint float_overflow    # an int outside the float range
+    int64_t ival
+    double dval            # the value as a float (ints too, for float items)
+
+
+cdef inline int _number_arg(object value, Number* out, str what) except -1:
+    cdef int overflow = 0
+    if PyLong_CheckExact(value):
+        out.is_int = True
+        out.ival = PyLong_AsLongLongAndOverflow(value, &overflow)
+        out.overflow = overflow != 0
+        out.float_overflow = False
+        if not overflow:
+            out.dval = <double>out.ival
+            return 0
+        try:
+            out.dval = PyLong_AsDouble(value)   # an exact int: no Python code runs
+        except OverflowError:
+            out.float_overflow = True
+        return 0
+    return _number_arg_other(value, out, what)
+
+
+cdef int _number_arg_other(object value, Number* out, str what) except -1:
+    out.overflow = out.float_overflow = False
+    if PyFloat_Check(value):
+        out.is_int = False
+        out.dval = PyFloat_AS_DOUBLE(value)
+        return 0
+    if PyIndex_Check(value) and not (value is True or value is False):
+        return _number_arg(int(PyNumber_Index(value)), out, what)
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.floating) and value.dtype.itemsize <= 8:
+        out.is_int = False
+        out.dval = float(value)
+        return 0
+    raise TypeError("%s must be an int or a float, not %r" % (what, type(value).__name__))
+
+
+cdef inline int _atomic_slot(ShareableList sl, Py_ssize_t k, char** ptr, str op) except -1:
+    """Point at item k's aligned 8-byte slot, which must hold an int or a float;
+    return its kind.  The pointer is valid while the caller holds the pin."""
+    cdef uint64_t word
+    cdef int code
+    cdef char* p = slot8(&sl._layout, k, &word, &code)
+    if (p != NULL and code == CODE_NUMBER and (<uintptr_t>p & 7) == 0
+            and (word == KIND_FORMAT[KIND_INT] or word == KIND_FORMAT[KIND_FLOAT])):
+        ptr[0] = p
+        return KIND_INT if word == KIND_FORMAT[KIND_INT] else KIND_FLOAT
+    return _atomic_slot_checked(sl, k, ptr, op)
+
+
+cdef int _atomic_slot_checked(ShareableList sl, Py_ssize_t k, char** ptr, str op) except -1:
+    cdef Slot s
+    _slot(sl, k, &s)
+    if not (s.kind == KIND_INT or s.kind == KIND_FLOAT):
+        raise TypeError("%s needs an int or float item; item %d is %s"
+                        % (op, k, _describe(sl, k)))
+    if (<uintptr_t>s.ptr) & 7:
+        raise ValueError("item %d is not 8-byte aligned, so it cannot be updated "
+                         "atomically" % k)
+    ptr[0] = s.ptr
+    return s.kind
+
+
+cdef object _fetch_add(ShareableList sl, object index, object delta):
+    cdef Number d
+    cdef char* p
+    cdef int64_t old
+    _number_arg(delta, &d, "delta")
+    cdef Py_ssize_t k = _position(sl, index, "index out of range")
+    cdef Mapping pinned = _pin_writable(sl)
+    if _atomic_slot(sl, k, &p, "fetch_add") == KIND_INT:
+        if not d.is_int:
+            raise TypeError("cannot add a float to item %d, an int (store a float "
+                            "there first)" % k)
+        if d.overflow or fetch_add_i64(p, d.ival, &old):
+            raise OverflowError("adding %r to item %d would overflow int64; the item "
+                                "is unchanged" % (delta, k))
+        return PyLong_FromLongLong(old)
+    if d.float_overflow:
+        raise OverflowError("delta %r is too large for a float" % (delta,))
+    return PyFloat_FromDouble(fetch_add_f64(p, d.dval))
+
+
+cdef bint _compare_exchange(ShareableList sl, object index, object expected,
+                            object desired) except -1:
+    cdef Number e, w
+    cdef char* p
+    cdef int64_t current, want
+    _number_arg(expected, &e, "expected")
+    _number_arg(desired, &w, "desired")
+    cdef Py_ssize_t k = _position(sl, index, "index out of range")
+    cdef Mapping pinned = _pin_writable(sl)
+    if _atomic_slot(sl, k, &p, "compare_exchange") == KIND_INT:
+        if not (e.is_int and w.is_int):
+            raise TypeError("item %d is an int: expected and desired must be ints" % k)
+        if w.overflow:
+            raise OverflowError("desired %r does not fit in int64" % desired)
+        if e.overflow:
+            return False
+        current = e.ival
+        return cas_i64(p, &current, w.ival)
+    if e.is_int or w.is_int:
+        raise TypeError("item %d is a float: expected and desired must be floats" % k)
+    want = double_as_i64(w.dval)
+    current = load_i64(p)
+    while i64_as_double(current) == e.dval:
+        if cas_i64(p, &current, want):
+            return True
+    return False
+
+
+cdef object _load(ShareableList sl, object index):
+    cdef char* p
+    cdef Py_ssize_t k = _position(sl, index, "index out of range")
+    cdef Mapping pinned = _pin(sl)
+    if _atomic_slot(sl, k, &p, "load") == KIND_INT:
+        return PyLong_FromLongLong(load_seq_i64(p))
+    return PyFloat_FromDouble(i64_as_double(load_seq_i64(p)))
+
+
+cdef int _store(ShareableList sl, object index, object value) except -1:
+    cdef Number v
+    cdef char* p
+    _number_arg(value, &v, "value")
+    cdef Py_ssize_t k = _position(sl, index, "assignment index out of range")
+    cdef Mapping pinned = _pin_writable(sl)
+    if _atomic_slot(sl, k, &p, "store") == KIND_INT:
+        if not v.is_int:
+            raise TypeError("item %d is an int: store() keeps the type, use sl[i] = v "
+                            "to change it" % k)
+        if v.overflow:
+            raise OverflowError("%r does not fit in int64" % value)
+        store_seq_i64(p, v.ival)
+    else:
+        if v.is_int:
+            raise TypeError("item %d is a float: store() keeps the type, use sl[i] = v "
+                            "to change it" % k)
+        store_seq_i64(p, double_as_i64(v.dval))
+    return 0
+
+
+# One validated target of add_at: its slot and whether it holds a float.
+cdef struct Target8:
+    char* ptr
+    bint is_float
+
+
+@cython.boundscheck(False)   # every index is checked against n, and j < m, by hand
+@cython.wraparound(False)
+cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
+    np = _numpy()
+    cdef Py_ssize_t j, m, n, bad_index = -1, skipped = 0
+    cdef int64_t k
+    cdef int kind
+    cdef int64_t old
+    cdef bint int_deltas, scalar
+    cdef Target8* targets
+    cdef Mapping pinned
+    n = sl._layout.n
+    # Converting the arguments may run Python code (__array__, __index__,
+    # dtype lookups): it all happens before the mapping is pinned.
+    index_array = np.asarray(indices)
+    if index_array.size == 0:
+        index_array = index_array.astype(np.int64)   # [] is float64: nothing to add
+    if index_array.dtype.kind not in "iu":
+        raise TypeError("add_at indices must be an integer array, not %s" % index_array.dtype)
+    delta_array = np.asarray(deltas)
+    if delta_array.dtype.kind not in "biuf" or delta_array.dtype.itemsize > 8:
+        raise TypeError("add_at deltas must be integers or floats, not %s" % delta_array.dtype)
+    int_deltas = delta_array.dtype.kind != "f"
+    scalar = delta_array.ndim == 0
+    if not scalar:
+        delta_array = np.broadcast_to(delta_array, index_array.shape).ravel()
+    index_array = index_array.ravel()
+    m = index_array.shape[0]
+    if m == 0:
+        return 0
+    # int(): NumPy 1.x compares uint64 with a Python int through float64.
+    if index_array.dtype.kind == "u" and int(index_array.max()) >= n:
+        raise IndexError("add_at index %d is out of range for a ShareableList of %d items"
+                         % (index_array.max(), n))
+    if int_deltas and delta_array.dtype.kind == "u" and delta_array.size \
+            and int(delta_array.max()) > 9223372036854775807:
+        raise OverflowError("a uint64 delta does not fit in int64")
+    cdef const int64_t[::1] idx = np.ascontiguousarray(index_array, dtype=np.int64)
+    delta_array = np.ascontiguousarray(delta_array, dtype=np.int64 if int_deltas else np.float64)
+    cdef const int64_t[::1] int_delta
+    cdef const double[::1] float_delta
+    if int_deltas:
+        int_delta = delta_array.reshape(-1)
+    else:
+        float_delta = delta_array.reshape(-1)
+    cdef Py_ssize_t step = 0 if scalar else 1
+    pinned = _pin_writable(sl)       # also keeps it mapped while the GIL is released
+    targets = <Target8*>PyMem_Malloc(m * sizeof(Target8))
+    if targets == NULL:
+        raise MemoryError()
+    try:
+        # Pass 1: every target slot is valid, numeric, aligned and of a type
+        # the deltas can go into -- before anything is written.
+        for j in range(m):
+            k = idx[j] + n if idx[j] < 0 else idx[j]
+            if <uint64_t>k >= <uint64_t>n:
+                raise IndexError("add_at index %d is out of range for a ShareableList of "
+                                 "%d items" % (idx[j], n))
+            kind = _atomic_slot(sl, k, &targets[j].ptr, "add_at")
+            targets[j].is_float = kind == KIND_FLOAT
+            if kind == KIND_INT and not int_deltas:
+                raise TypeError("add_at cannot add float deltas to item %d, an int" % k)
+        # Pass 2: the additions.
+        with nogil:
+            for j in range(m):
+                if targets[j].is_float:
+                    fetch_add_f64(targets[j].ptr, <double>int_delta[j * step] if int_deltas
+                                  else float_delta[j * step])
+                elif fetch_add_i64(targets[j].ptr, int_delta[j * step], &old):
+                    skipped += 1
+                    if bad_index < 0:
+                        bad_index = j
+    finally:
+        PyMem_Free(targets)
+    if skipped:
+        raise OverflowError("%d of %d additions would have overflowed int64 and were not "
+                            "applied (the first at index %d); the others were"
+                            % (skipped, m, index_array[bad_index]))
+    return 0

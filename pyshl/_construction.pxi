@@ -1,0 +1,201 @@
+# Construction: planning and filling a new segment from a sequence or an array, publishing its header; attaching to an existing one.
+
+
+cdef inline int64_t _packed_slot_size(Packed* v) noexcept:
+    """The slot a new list gives a packed value."""
+    if v.kind == KIND_STR or v.kind == KIND_BYTES:
+        return _slot_size(v.size)
+    return 8
+
+
+cdef int64_t _plan(object items) except -2:
+    """Validate every item of a list or tuple and return the data area size;
+    -1 if some item needs converting to its builtin type first."""
+    cdef Py_ssize_t k, n = PySequence_Fast_GET_SIZE(items)
+    cdef int64_t total = 0, size
+    cdef Packed v
+    for k in range(n):
+        item = <object>PySequence_Fast_GET_ITEM(items, k)
+        if not _pack_exact(item, &v):
+            _normalise(item)   # raises for unsupported types
+            return -1
+        size = _packed_slot_size(&v)
+        if size > MAX_SLOT:
+            raise ValueError("item %d is %d bytes long; a ShareableList str/bytes item "
+                             "holds at most %d bytes" % (k, v.size, MAX_SLOT - 1))
+        total += size
+    return total
+
+
+cdef int _fill(object items, pyshl_layout* l) except -1:
+    """Write the planned items into a fresh (zeroed) segment.
+
+    Python code ran since _plan (creating the segment), so the list may have
+    changed: every item is checked again against the planned layout, and
+    _publish() checks the total.
+    """
+    cdef Py_ssize_t k
+    cdef int64_t offset = 0, size
+    cdef Packed v
+    if PySequence_Fast_GET_SIZE(items) != l.n:
+        raise RuntimeError("the sequence changed size while a ShareableList was built from it")
+    for k in range(l.n):
+        item = <object>PySequence_Fast_GET_ITEM(items, k)
+        if not _pack_exact(item, &v):
+            raise RuntimeError("the sequence changed while a ShareableList was built from it")
+        size = _packed_slot_size(&v)
+        if offset + size > l.data_size:
+            raise RuntimeError("the sequence changed while a ShareableList was built from it")
+        store_i64(<char*>l.offsets + 8 * k, offset)
+        if v.kind == KIND_STR or v.kind == KIND_BYTES:
+            memcpy(l.data + offset, v.data, v.size)
+            store_i64(l.formats + 8 * k, <int64_t>_text_format(size))
+        else:
+            store_i64(l.data + offset, v.raw)
+            store_i64(l.formats + 8 * k, <int64_t>KIND_FORMAT[v.kind])
+        l.codes[k] = <char>KIND_CODE[v.kind]
+        offset += size
+    store_i64(<char*>l.offsets + 8 * l.n, offset)
+    return 0
+
+
+cdef int _create(ShareableList sl, object sequence, object name, object track) except -1:
+    cdef int64_t data_size
+    if sequence is None:
+        sequence = ()
+    if PyObject_CheckBuffer(sequence):
+        array = _numeric_array(sequence)
+        if array is not None:
+            return _create_from_array(sl, array, name, track)
+    # A list or tuple is used as it is (no copy); anything else is
+    # materialised once.  _fill re-checks what _plan validated.
+    items = PySequence_Fast(sequence, "ShareableList() takes an iterable of items")
+    data_size = _plan(items)
+    if data_size < 0:
+        # Some items are subclasses or NumPy scalars: convert, then plan.
+        items = [x if _is_exact(x) else _normalise(x) for x in items]
+        data_size = _plan(items)
+    _new_segment(sl, PySequence_Fast_GET_SIZE(items), data_size, name, track)
+    try:
+        _fill(items, &sl._layout)
+        _publish(sl)
+    except BaseException:
+        _discard(sl)
+        raise
+    return 0
+
+
+cdef int _create_from_array(ShareableList sl, object array, object name,
+                            object track) except -1:
+    """One copy from a 1-D numeric array: NumPy casts straight into the segment."""
+    cdef Py_ssize_t k, n = len(array)
+    cdef int kind = _array_kind(array.dtype)
+    np = _numpy()
+    _new_segment(sl, n, 8 * n, name, track)
+    cdef pyshl_layout* l = &sl._layout
+    try:
+        for k in range(n + 1):
+            store_i64(<char*>l.offsets + 8 * k, 8 * k)
+        for k in range(n):
+            store_i64(l.formats + 8 * k, <int64_t>KIND_FORMAT[kind])
+        # Codes stay 0, as the fresh segment is zeroed.
+        if n:
+            offset = l.data - sl._map.addr
+            if kind == KIND_BOOL:   # the flag byte of each "xxxxxxx?" slot
+                target = np.ndarray((n,), np.bool_, buffer=sl._map, offset=offset + 7,
+                                    strides=(8,))
+            else:
+                target = np.ndarray((n,), ITEM_KINDS[kind][4], buffer=sl._map, offset=offset)
+            target[...] = array
+        _publish(sl)
+    except BaseException:
+        _discard(sl)
+        raise
+    return 0
+
+
+cdef int _new_segment(ShareableList sl, Py_ssize_t n, int64_t data_size, object name,
+                      object track) except -1:
+    """Create a zeroed segment for n items and data_size bytes of slots, and
+    take its geometry from the plan.  Its header still says "0 items" until
+    _publish(): a process attaching meanwhile sees an empty list."""
+    total = 8 * (n + 2) + data_size + 9 * n
+    shm = SharedMemory(name, create=True, size=total,
+                       track=True if track is None else track)
+    sl.shm = shm
+    sl._creator_pid = os.getpid()
+    _set_geometry(sl, shm._mmap, n, data_size)
+    return 0
+
+
+cdef int _publish(ShareableList sl) except -1:
+    """Check that the slots written are exactly the plan, then write the header.
+
+    The header goes last, so no process can attach to a list whose header
+    disagrees with its slots: the item count after the data size.
+    """
+    cdef int64_t filled = load_i64(sl._layout.offsets + 8 * sl._layout.n)
+    if filled != sl._layout.data_size:
+        raise RuntimeError("the items changed while a ShareableList was built from "
+                           "them: %d bytes of slots were planned and %d written"
+                           % (sl._layout.data_size, filled))
+    store_seq_i64(sl._map.addr, sl._layout.n)
+    return 0
+
+
+cdef int _discard(ShareableList sl) except -1:
+    """Undo a failed construction: no segment is left behind."""
+    shm, sl.shm = sl.shm, None
+    sl._map = _CLOSED
+    sl._creator_pid = None
+    shm.close()
+    try:
+        shm.unlink()
+    except FileNotFoundError:
+        pass    # Python code run meanwhile (a finalizer) removed the name
+    return 0
+
+
+cdef int _attach(ShareableList sl, object name, object track, bint readonly) except -1:
+    shm = SharedMemory(name, track=False if track is None else track, readonly=readonly)
+    try:
+        _bind(sl, shm)
+    except BaseException:
+        shm.close()
+        shm._untrack()      # attached, not ours: never unlink it
+        raise
+    sl.shm = shm
+    return 0
+
+
+cdef int _bind(ShareableList sl, object shm) except -1:
+    """Take an existing segment's geometry, validating its header against its size."""
+    cdef Mapping m = shm._mmap
+    cdef int64_t size = m.size, n, data_size
+    if size < 16:
+        raise ValueError("shared memory segment %r (%d bytes) is too small to be "
+                         "a ShareableList" % (shm.name, size))
+    n = load_i64(m.addr)
+    if n < 0 or n > (size - 16) // 17:
+        raise ValueError("shared memory segment %r is not a valid ShareableList: "
+                         "item count %d does not fit its %d bytes" % (shm.name, n, size))
+    data_size = load_i64(m.addr + 8 + 8 * n)
+    if data_size < 0 or data_size > size - 16 - 17 * n:
+        raise ValueError("shared memory segment %r is not a valid ShareableList: "
+                         "data area of %d bytes does not fit its %d bytes"
+                         % (shm.name, data_size, size))
+    _set_geometry(sl, m, n, data_size)
+    return 0
+
+
+cdef void _set_geometry(ShareableList sl, Mapping m, Py_ssize_t n, int64_t data_size) noexcept:
+    """Point the list at a mapping holding n items in data_size bytes of slots
+    (the caller checked that they fit)."""
+    cdef pyshl_layout* l = &sl._layout
+    sl._map = m
+    l.n = n
+    l.data_size = data_size
+    l.offsets = m.addr + 8
+    l.data = m.addr + 8 * (n + 2)
+    l.formats = l.data + data_size
+    l.codes = l.formats + 8 * n

@@ -1,0 +1,351 @@
+# The ShareableList class, its methods thin over the concerns above, and its iterator.
+
+
+cdef class ShareableList:
+    """A fixed-length list stored in a shared memory segment.
+
+    ``ShareableList(sequence=None, *, name=None, track=None)``
+
+    A drop-in replacement for ``multiprocessing.shared_memory.ShareableList``
+    that reads and writes the same segment layout, so either class can attach
+    to a list the other created.  Items are int (signed 64-bit), float, bool,
+    str, bytes or None.
+
+    With a ``sequence`` (or no name) a new segment is created, named ``name``
+    if given.  With only a ``name`` the existing segment is attached.
+    ``track`` registers the segment with the resource tracker so that it is
+    unlinked when this process exits; by default only the creator does.
+    """
+    def __cinit__(self, *args, **kwargs):
+        self._map = _CLOSED
+
+    def __init__(self, sequence=None, *, name=None, track=None, readonly=False):
+        if self.shm is not None:
+            raise RuntimeError("this ShareableList is already bound to segment %r: "
+                               "make a new ShareableList instead of calling __init__ again"
+                               % self.shm.name)
+        # Python-level arguments are converted before any segment exists.
+        if isinstance(name, str):
+            name = str.__str__(name)
+        track = None if track is None else bool(track)
+        readonly = bool(readonly)
+        if name is None or sequence is not None:
+            if readonly:
+                raise ValueError("readonly=True attaches to an existing list: pass only name=")
+            _create(self, sequence, name, track)
+        else:
+            _attach(self, name, track, readonly)
+
+    # -- the sequence protocol ------------------------------------------------
+    #
+    # Every method follows one order: convert every argument (which may run
+    # Python code that closes the list), then _pin() the mapping, then touch
+    # the segment.  The pinned reference keeps the memory mapped even if
+    # Python code runs later in the call (a finalizer during an allocation).
+
+    def __getitem__(self, index):
+        if not PyLong_CheckExact(index) and PySlice_Check(index):
+            return _get_slice(self, index)
+        cdef Py_ssize_t k = _position(self, index, "index out of range")
+        cdef Mapping pinned = _pin(self)
+        return _read(self, k)
+
+    def __setitem__(self, index, value):
+        cdef Packed packed
+        cdef Py_ssize_t k
+        if PySlice_Check(index):
+            _set_slice(self, index, value)
+            return
+        if not _pack_exact(value, &packed):
+            value = _normalise(value)
+            _pack_exact(value, &packed)
+        k = _position(self, index, "assignment index out of range")
+        cdef Mapping pinned = _pin_writable(self)
+        _write(self, k, &packed)
+
+    def __delitem__(self, index):
+        raise TypeError("ShareableList items cannot be deleted: its length is fixed")
+
+    def __len__(self):
+        _pin(self)
+        return self._layout.n
+
+    def __iter__(self):
+        _pin(self)
+        return _Iterator(self)
+
+    def __contains__(self, value):
+        return _scan(self, value, 0, True) >= 0
+
+    def count(self, value):
+        """L.count(value) -> integer -- return number of occurrences of value."""
+        return _scan(self, value, 1, False)
+
+    def index(self, value):
+        """L.index(value) -> integer -- return first index of value.
+        Raises ValueError if the value is not present."""
+        cdef Py_ssize_t k = _scan(self, value, 0, False)
+        if k < 0:
+            raise ValueError(f"{value!r} not in this container")
+        return k
+
+    def tolist(self):
+        """The items as a new plain list."""
+        cdef Mapping pinned = _pin(self)
+        cdef Py_ssize_t k, n = self._layout.n
+        result = PyList_New(n)
+        for k in range(n):
+            item = _read(self, k)
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, k, item)
+        return result
+
+    def view(self, start=None, stop=None, *, dtype=None):
+        """A zero-copy NumPy array over items start..stop-1 of one numeric type.
+
+        All int gives int64, all float float64, all bool bool (a strided view
+        of each slot's flag byte).  Writes through the array are writes to the
+        list, seen by every process at once.  The array is typed by the items
+        when it is made: see the README for what it shows if another process
+        later stores another type.  An empty range needs ``dtype``.  A list
+        attached with readonly=True gives read-only arrays.
+
+        Raises TypeError, naming the first index, if the range mixes types.
+        """
+        np = _numpy()
+        cdef Py_ssize_t a, b, m, bad, width
+        cdef int64_t base
+        cdef uint64_t word
+        cdef int kind
+        cdef Slot slot
+        wanted = None if dtype is None else np.dtype(dtype)
+        if wanted is not None and wanted not in (np.dtype(np.int64), np.dtype(np.float64),
+                                                 np.dtype(np.bool_)):
+            raise ValueError("view() gives int64, float64 or bool arrays, not %s" % wanted)
+        a, b, _ = slice(start, stop).indices(self._layout.n)
+        m = max(b - a, 0)
+        cdef Mapping pinned = _pin(self)
+        cdef pyshl_layout* l = &self._layout
+        if m == 0:
+            if wanted is None:
+                raise ValueError("an empty range has no item to take a dtype from: "
+                                 "pass dtype=")
+            return np.empty(0, wanted)
+        word = load_u64(l.formats + 8 * a)
+        kind = _parse_format(word, &width)
+        if l.codes[a] != CODE_NUMBER or not (kind == KIND_INT or kind == KIND_FLOAT
+                                             or kind == KIND_BOOL):
+            raise TypeError("item %d is %s: view() needs int, float or bool items"
+                            % (a, _describe(self, a)))
+        found = np.dtype(ITEM_KINDS[kind][4])
+        if wanted is not None and wanted != found:
+            raise TypeError("item %d is %s, not a %s" % (a, _describe(self, a), wanted))
+        base = load_i64(l.offsets + 8 * a)
+        if base < 0 or base > l.data_size - 8 * m:
+            _slot(self, a, &slot)   # raises the precise error if the offsets are bad
+            raise TypeError("items %d..%d are not contiguous 8-byte slots" % (a, b - 1))
+        bad = uniform_prefix(l, a, m, word, base)
+        if bad < m:
+            raise TypeError("item %d is %s, not %s like item %d: view() needs one numeric "
+                            "type in contiguous 8-byte slots"
+                            % (a + bad, _describe(self, a + bad), _describe(self, a), a))
+        offset = l.data - pinned.addr + base
+        # The array exports the pinned mapping, which it keeps alive.
+        if kind == KIND_BOOL:   # the flag byte of each "xxxxxxx?" slot
+            return np.ndarray((m,), np.bool_, buffer=pinned, offset=offset + 7, strides=(8,))
+        return np.ndarray((m,), found, buffer=pinned, offset=offset)
+
+    def __array__(self, dtype=None, copy=None):
+        """Zero-copy for a list of one numeric type; item by item otherwise."""
+        np = _numpy()
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+        try:
+            array = self.view()
+        except (TypeError, ValueError):
+            _pin(self)
+            if copy is False:
+                raise ValueError("this ShareableList is not of one numeric type, so it "
+                                 "cannot be an array without a copy")
+            return np.array(self.tolist(), dtype=dtype)
+        if dtype is not None and dtype != array.dtype:
+            if copy is False:
+                raise ValueError("converting to %s needs a copy" % dtype)
+            return array.astype(dtype)
+        return array.copy() if copy else array
+
+    # -- atomics ----------------------------------------------------------------
+
+    def fetch_add(self, index, delta):
+        """Atomically add delta to an int or float item; return the previous value.
+
+        Atomic across threads and processes (a compare-and-swap on the aligned
+        8-byte slot).  An int item takes an int delta; an add that would
+        overflow int64 raises OverflowError and leaves the item unchanged.  A
+        float item takes an int or float delta.  Other items raise TypeError.
+        """
+        return _fetch_add(self, index, delta)
+
+    def compare_exchange(self, index, expected, desired):
+        """Atomically: if item == expected, store desired; return whether it did.
+
+        Same type only: an int item takes ints, a float item floats (compared
+        as Python does: 0.0 == -0.0, NaN never equal).
+        """
+        return _compare_exchange(self, index, expected, desired)
+
+    def load(self, index):
+        """Atomically read an int or float item (a sequentially consistent load)."""
+        return _load(self, index)
+
+    def store(self, index, value):
+        """Atomically write an int or float item with a value of its own type."""
+        _store(self, index, value)
+
+    def add_at(self, indices, deltas):
+        """Atomically add deltas to the items at indices: numpy.add.at across processes.
+
+        ``indices`` is an integer array (any shape; negative counts from the
+        end); ``deltas`` an array broadcastable to it, or a scalar.  Repeated
+        indices accumulate.  Every index and item type is checked before
+        anything is added; the additions run with the GIL released.  An int
+        item takes integer deltas, a float item any real deltas.  An addition
+        that would overflow int64 is not applied; the others are, and then
+        OverflowError says how many were skipped.
+        """
+        _add_at(self, indices, deltas)
+
+    # -- metadata -------------------------------------------------------------
+
+    @property
+    def format(self):
+        "The struct packing format used by all currently stored items."
+        cdef Mapping pinned = _pin(self)
+        cdef Py_ssize_t k
+        parts = bytearray()
+        for k in range(self._layout.n):
+            word = PyBytes_FromStringAndSize(self._layout.formats + 8 * k, 8)
+            parts += word.rstrip(b"\0")
+        return parts.decode("utf-8")
+
+    def _get_packing_format(self, position):
+        "Gets the packing format for a single value stored in the list."
+        cdef Py_ssize_t k = _position(self, position, "Requested position out of range.")
+        cdef Mapping pinned = _pin(self)
+        word = PyBytes_FromStringAndSize(self._layout.formats + 8 * k, 8)
+        return word.rstrip(b"\0").decode("utf-8")
+
+    def _type_counts(self):
+        """{type name: number of items}, with "corrupt" for unreadable slots."""
+        cdef Mapping pinned = _pin(self)
+        cdef Py_ssize_t k
+        cdef Slot s
+        cdef Py_ssize_t counts[7]     # one per item kind, then "corrupt"
+        memset(counts, 0, sizeof(counts))
+        for k in range(self._layout.n):
+            try:
+                _slot(self, k, &s)
+            except ValueError:
+                counts[6] += 1
+                continue
+            counts[s.kind] += 1
+        names = [row[0] for row in ITEM_KINDS] + ["corrupt"]
+        return {names[i]: counts[i] for i in range(7) if counts[i]}
+
+    @property
+    def closed(self):
+        """True once close() was called on this list or on its ``shm``."""
+        return self._map.closed
+
+    @property
+    def readonly(self):
+        """True if this handle was attached with readonly=True: writes raise TypeError."""
+        return self.shm is not None and self.shm.readonly
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def close(self):
+        """Close this handle: the list refuses access, the segment lives on.
+
+        Views of the memory stay valid until they are dropped.  Safe to call
+        more than once, before or after unlink().  Never unlinks.
+        """
+        self._map = _CLOSED
+        if self.shm is not None:
+            self.shm.close()
+
+    def unlink(self):
+        """Remove the segment's name (once, from any one process).
+
+        Handles that are open keep working; the memory is freed when the last
+        of them is closed.  Raises FileNotFoundError if the name is gone.
+        """
+        if self.shm is None:
+            raise ValueError("this ShareableList has no segment")
+        self.shm.unlink()
+
+    def __enter__(self):
+        _pin(self)
+        return self
+
+    def __exit__(self, *exc_info):
+        """Close; and unlink, if this process created the segment.
+
+        A forked child holds a copy of its parent's list: leaving a ``with``
+        block there only closes the child's handle.
+        """
+        creator, self._creator_pid = self._creator_pid, None
+        self.close()
+        if creator is not None and creator == os.getpid():
+            try:
+                self.unlink()
+            except FileNotFoundError:
+                pass   # unlinked already, by this handle or another process
+
+    # -- Python protocols -----------------------------------------------------
+
+    def __reduce__(self):
+        if self.shm is None:
+            raise ValueError("this ShareableList has no segment to pickle")
+        if self.shm.readonly:
+            return functools.partial(type(self), name=self.shm.name, readonly=True), ()
+        return functools.partial(type(self), name=self.shm.name), ()
+
+    def __repr__(self):
+        name = self.shm.name if self.shm is not None else None
+        if self._map.closed:
+            return f"<closed {type(self).__name__} name={name!r}>"
+        return f"{type(self).__name__}({self.tolist()}, name={name!r})"
+
+    @classmethod
+    def __class_getitem__(cls, item):
+        return _GenericAlias(cls, item if type(item) is tuple else (item,))
+
+
+cdef class _Iterator:
+    """Reads items one by one, as iterating over the standard list does."""
+    cdef ShareableList _list
+    cdef Py_ssize_t _next
+
+    def __cinit__(self, ShareableList sl):
+        self._list = sl
+        self._next = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef ShareableList sl = self._list
+        if sl is None:
+            raise StopIteration
+        cdef Mapping pinned = _pin(sl)
+        if self._next >= sl._layout.n:
+            self._list = None
+            raise StopIteration
+        self._next += 1
+        return _read(sl, self._next - 1)
+
+    def __length_hint__(self):
+        if self._list is None or self._list._map.closed:
+            return 0
+        return self._list._layout.n - self._next
