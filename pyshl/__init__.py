@@ -4,8 +4,8 @@
 """
 
 from pyshl._codec import ShareableList, UnsupportedTypeError
-from pyshl._shm import SharedMemory
 from pyshl._manager import SharedMemoryManager
+from pyshl._shm import SharedMemory
 
 __all__ = ["ShareableList", "SharedMemory", "SharedMemoryManager", "UnsupportedTypeError"]
 __version__ = "0.1.0"

@@ -1,4 +1,13 @@
-# Atomic updates of int and float items across processes: fetch_add, compare_exchange, load, store, add_at.
+# Atomic updates of int and float items: fetch_add, compare_exchange, load, store, add_at.
+
+cimport cython
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_FromDouble
+from cpython.long cimport PyLong_AsDouble, PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.number cimport PyIndex_Check, PyNumber_Index
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
+
+import sys
 
 
 # A numeric argument, converted before any slot is read (conversion may run

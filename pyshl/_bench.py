@@ -11,6 +11,7 @@ import statistics
 import sys
 import time
 import timeit
+
 import numpy as np
 
 from pyshl import ShareableList, SharedMemory

@@ -1,10 +1,20 @@
-# The list type's C fields, declared once for every concern of the core.
+# The core's shared declarations: the C helpers of _slots.h and the list type's C fields.
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 from pyshl._mapping cimport Mapping
 
 
+cdef extern from "Python.h":
+    # Cython's declarations of these lack the exact-type checks we need.
+    bint PyLong_CheckExact(object o)
+    bint PyFloat_CheckExact(object o)
+    bint PyUnicode_CheckExact(object o)
+    bint PyBytes_CheckExact(object o)
+    const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
+
+
+# The C helpers of slot access (see _slots.h).
 cdef extern from "_slots.h":
     ctypedef struct pyshl_layout:
         const char* offsets
@@ -13,6 +23,26 @@ cdef extern from "_slots.h":
         char* codes
         Py_ssize_t n
         int64_t data_size
+
+    int64_t load_i64 "pyshl_load_i64"(const char* p) nogil
+    void store_i64 "pyshl_store_i64"(char* p, int64_t v) nogil
+    uint64_t load_u64 "pyshl_load_u64"(const char* p) nogil
+    double i64_as_double "pyshl_i64_as_double"(int64_t v) nogil
+    int64_t double_as_i64 "pyshl_double_as_i64"(double d) nogil
+    char* slot8 "pyshl_slot8"(
+        const pyshl_layout* layout, Py_ssize_t k, uint64_t* format, int* code) nogil
+    int64_t regular_run "pyshl_regular_run"(
+        const pyshl_layout* layout, Py_ssize_t k, Py_ssize_t m, uint64_t word) nogil
+    Py_ssize_t uniform_prefix "pyshl_uniform_prefix"(
+        const pyshl_layout* layout, Py_ssize_t k, Py_ssize_t m, uint64_t word,
+        int64_t base) nogil
+    int fetch_add_i64 "pyshl_fetch_add_i64"(char* p, int64_t delta, int64_t* old) nogil
+    double fetch_add_f64 "pyshl_fetch_add_f64"(char* p, double delta) nogil
+    bint cas_i64 "pyshl_cas_i64"(char* p, int64_t* expected, int64_t desired) nogil
+    int64_t load_seq_i64 "pyshl_load_seq_i64"(const char* p) nogil
+    void store_seq_i64 "pyshl_store_seq_i64"(char* p, int64_t v) nogil
+    Py_ssize_t count_i64 "pyshl_count_i64"(const char* p, Py_ssize_t m, int64_t target) nogil
+    Py_ssize_t count_f64 "pyshl_count_f64"(const char* p, Py_ssize_t m, double target) nogil
 
 
 cdef class ShareableList:

@@ -1,4 +1,13 @@
-# Construction: planning and filling a new segment from a sequence or an array, publishing its header; attaching to an existing one.
+# Construction: plan, fill and publish a new segment from a sequence or an array; attach to one.
+
+from cpython.buffer cimport PyObject_CheckBuffer
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy
+
+import os
+
+from pyshl._shm import SharedMemory
 
 
 cdef inline int64_t _packed_slot_size(Packed* v) noexcept:
@@ -27,7 +36,7 @@ cdef int64_t _plan(object items) except -2:
     return total
 
 
-cdef int _fill(object items, pyshl_layout* l) except -1:
+cdef int _fill(object items, pyshl_layout* layout) except -1:
     """Write the planned items into a fresh (zeroed) segment.
 
     Python code ran since _plan (creating the segment), so the list may have
@@ -37,25 +46,25 @@ cdef int _fill(object items, pyshl_layout* l) except -1:
     cdef Py_ssize_t k
     cdef int64_t offset = 0, size
     cdef Packed v
-    if PySequence_Fast_GET_SIZE(items) != l.n:
+    if PySequence_Fast_GET_SIZE(items) != layout.n:
         raise RuntimeError("the sequence changed size while a ShareableList was built from it")
-    for k in range(l.n):
+    for k in range(layout.n):
         item = <object>PySequence_Fast_GET_ITEM(items, k)
         if not _pack_exact(item, &v):
             raise RuntimeError("the sequence changed while a ShareableList was built from it")
         size = _packed_slot_size(&v)
-        if offset + size > l.data_size:
+        if offset + size > layout.data_size:
             raise RuntimeError("the sequence changed while a ShareableList was built from it")
-        store_i64(<char*>l.offsets + 8 * k, offset)
+        store_i64(<char*>layout.offsets + 8 * k, offset)
         if v.kind == KIND_STR or v.kind == KIND_BYTES:
-            memcpy(l.data + offset, v.data, v.size)
-            store_i64(l.formats + 8 * k, <int64_t>_text_format(size))
+            memcpy(layout.data + offset, v.data, v.size)
+            store_i64(layout.formats + 8 * k, <int64_t>_text_format(size))
         else:
-            store_i64(l.data + offset, v.raw)
-            store_i64(l.formats + 8 * k, <int64_t>KIND_FORMAT[v.kind])
-        l.codes[k] = <char>KIND_CODE[v.kind]
+            store_i64(layout.data + offset, v.raw)
+            store_i64(layout.formats + 8 * k, <int64_t>KIND_FORMAT[v.kind])
+        layout.codes[k] = <char>KIND_CODE[v.kind]
         offset += size
-    store_i64(<char*>l.offsets + 8 * l.n, offset)
+    store_i64(<char*>layout.offsets + 8 * layout.n, offset)
     return 0
 
 
@@ -92,15 +101,15 @@ cdef int _create_from_array(ShareableList sl, object array, object name,
     cdef int kind = _array_kind(array.dtype)
     np = _numpy()
     _new_segment(sl, n, 8 * n, name, track)
-    cdef pyshl_layout* l = &sl._layout
+    cdef pyshl_layout* layout = &sl._layout
     try:
         for k in range(n + 1):
-            store_i64(<char*>l.offsets + 8 * k, 8 * k)
+            store_i64(<char*>layout.offsets + 8 * k, 8 * k)
         for k in range(n):
-            store_i64(l.formats + 8 * k, <int64_t>KIND_FORMAT[kind])
+            store_i64(layout.formats + 8 * k, <int64_t>KIND_FORMAT[kind])
         # Codes stay 0, as the fresh segment is zeroed.
         if n:
-            offset = l.data - sl._map.addr
+            offset = layout.data - sl._map.addr
             if kind == KIND_BOOL:   # the flag byte of each "xxxxxxx?" slot
                 target = np.ndarray((n,), np.bool_, buffer=sl._map, offset=offset + 7,
                                     strides=(8,))
@@ -191,11 +200,11 @@ cdef int _bind(ShareableList sl, object shm) except -1:
 cdef void _set_geometry(ShareableList sl, Mapping m, Py_ssize_t n, int64_t data_size) noexcept:
     """Point the list at a mapping holding n items in data_size bytes of slots
     (the caller checked that they fit)."""
-    cdef pyshl_layout* l = &sl._layout
+    cdef pyshl_layout* layout = &sl._layout
     sl._map = m
-    l.n = n
-    l.data_size = data_size
-    l.offsets = m.addr + 8
-    l.data = m.addr + 8 * (n + 2)
-    l.formats = l.data + data_size
-    l.codes = l.formats + 8 * n
+    layout.n = n
+    layout.data_size = data_size
+    layout.offsets = m.addr + 8
+    layout.data = m.addr + 8 * (n + 2)
+    layout.formats = layout.data + data_size
+    layout.codes = layout.formats + 8 * n

@@ -1,5 +1,14 @@
 # Item kinds and their format entries and codes, and packing Python values for a slot.
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.unicode cimport PyUnicode_Check
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy, memset
+
+import sys
+
 # ---------------------------------------------------------------------------
 # The item kinds: one table
 

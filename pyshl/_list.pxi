@@ -1,10 +1,25 @@
 # The ShareableList class, its methods thin over the concerns above, and its iterator.
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.ref cimport Py_INCREF
+from cpython.slice cimport PySlice_Check
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memset
+
+import functools
+import os
+
+try:
+    from types import GenericAlias as _GenericAlias
+except ImportError:              # Python 3.7 and 3.8
+    from typing import _GenericAlias
+
 
 cdef class ShareableList:
     """A fixed-length list stored in a shared memory segment.
 
-    ``ShareableList(sequence=None, *, name=None, track=None)``
+    ``ShareableList(sequence=None, *, name=None, track=None, readonly=False)``
 
     A drop-in replacement for ``multiprocessing.shared_memory.ShareableList``
     that reads and writes the same segment layout, so either class can attach
@@ -15,6 +30,7 @@ cdef class ShareableList:
     if given.  With only a ``name`` the existing segment is attached.
     ``track`` registers the segment with the resource tracker so that it is
     unlinked when this process exits; by default only the creator does.
+    ``readonly=True`` attaches read-only: every write raises TypeError.
     """
     def __cinit__(self, *args, **kwargs):
         self._map = _CLOSED
@@ -125,31 +141,31 @@ cdef class ShareableList:
         a, b, _ = slice(start, stop).indices(self._layout.n)
         m = max(b - a, 0)
         cdef Mapping pinned = _pin(self)
-        cdef pyshl_layout* l = &self._layout
+        cdef pyshl_layout* layout = &self._layout
         if m == 0:
             if wanted is None:
                 raise ValueError("an empty range has no item to take a dtype from: "
                                  "pass dtype=")
             return np.empty(0, wanted)
-        word = load_u64(l.formats + 8 * a)
+        word = load_u64(layout.formats + 8 * a)
         kind = _parse_format(word, &width)
-        if l.codes[a] != CODE_NUMBER or not (kind == KIND_INT or kind == KIND_FLOAT
-                                             or kind == KIND_BOOL):
+        if layout.codes[a] != CODE_NUMBER or not (kind == KIND_INT or kind == KIND_FLOAT
+                                                  or kind == KIND_BOOL):
             raise TypeError("item %d is %s: view() needs int, float or bool items"
                             % (a, _describe(self, a)))
         found = np.dtype(ITEM_KINDS[kind][4])
         if wanted is not None and wanted != found:
             raise TypeError("item %d is %s, not a %s" % (a, _describe(self, a), wanted))
-        base = load_i64(l.offsets + 8 * a)
-        if base < 0 or base > l.data_size - 8 * m:
+        base = load_i64(layout.offsets + 8 * a)
+        if base < 0 or base > layout.data_size - 8 * m:
             _slot(self, a, &slot)   # raises the precise error if the offsets are bad
             raise TypeError("items %d..%d are not contiguous 8-byte slots" % (a, b - 1))
-        bad = uniform_prefix(l, a, m, word, base)
+        bad = uniform_prefix(layout, a, m, word, base)
         if bad < m:
             raise TypeError("item %d is %s, not %s like item %d: view() needs one numeric "
                             "type in contiguous 8-byte slots"
                             % (a + bad, _describe(self, a + bad), _describe(self, a), a))
-        offset = l.data - pinned.addr + base
+        offset = layout.data - pinned.addr + base
         # The array exports the pinned mapping, which it keeps alive.
         if kind == KIND_BOOL:   # the flag byte of each "xxxxxxx?" slot
             return np.ndarray((m,), np.bool_, buffer=pinned, offset=offset + 7, strides=(8,))
@@ -288,7 +304,7 @@ cdef class ShareableList:
         _pin(self)
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, exc, tb):
         """Close; and unlink, if this process created the segment.
 
         A forked child holds a copy of its parent's list: leaving a ``with``

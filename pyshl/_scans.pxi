@@ -1,5 +1,13 @@
 # Scans: count, index and `in` with Python's == semantics, in C.
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.object cimport Py_EQ, PyObject_RichCompare, PyObject_RichCompareBool
+from libc.math cimport floor, isfinite
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcmp
+
 # Scans check slot metadata this many items at a time.
 cdef enum:
     RUN = 256
@@ -106,20 +114,20 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
     _make_target(value, &t)
     if t.kind == KIND_OTHER:
         return _scan_python(sl, value, count_all, contains)
-    cdef const pyshl_layout* l = &sl._layout
+    cdef const pyshl_layout* layout = &sl._layout
     k = 0
     while k < n:
         m = min(RUN, n - k)
-        word = load_u64(l.formats + 8 * k)
+        word = load_u64(layout.formats + 8 * k)
         start = -1
         if word == KIND_FORMAT[KIND_INT] or word == KIND_FORMAT[KIND_FLOAT]:
-            start = regular_run(l, k, m, word)
+            start = regular_run(layout, k, m, word)
         if start >= 0:
             # A run of same-type numbers: one vectorised compare.
             if word == KIND_FORMAT[KIND_INT]:
-                hits = count_i64(l.data + start, m, t.q_value) if t.q_possible else 0
+                hits = count_i64(layout.data + start, m, t.q_value) if t.q_possible else 0
             else:
-                hits = count_f64(l.data + start, m, t.d_value) if t.d_possible else 0
+                hits = count_f64(layout.data + start, m, t.d_value) if t.d_possible else 0
             if hits and not count_all:
                 for j in range(m):
                     if _slot_equals(sl, k + j, &t):
@@ -135,7 +143,8 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
     return found if count_all else -1
 
 
-cdef Py_ssize_t _scan_python(ShareableList sl, object value, bint count_all, bint contains) except -2:
+cdef Py_ssize_t _scan_python(ShareableList sl, object value, bint count_all,
+                             bint contains) except -2:
     """The scan for values of other types: each item built and compared in Python."""
     cdef Mapping pinned
     cdef Py_ssize_t k, found = 0

@@ -80,6 +80,14 @@ def _tracker_running():
     return getattr(tracker, "_helper", None) is not None       # pyshl's own (3.7)
 
 
+class _SharedMemoryInterface:
+    """The standard SharedMemory's interface, for Pythons without it (3.7)."""
+
+    _name = None
+    _fd = -1
+    _mmap = None
+    _buf = None
+    _flags = os.O_RDWR
     _mode = 0o600
     _prepend_leading_slash = True
     _readonly = False
@@ -116,7 +124,7 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
                    else _SharedMemoryInterface):
     """A POSIX shared memory segment: the standard library's SharedMemory, made safe.
 
-    ``SharedMemory(name=None, create=False, size=0, *, track=None)``
+    ``SharedMemory(name=None, create=False, size=0, *, track=None, readonly=False)``
 
     Differences from the standard library's class:
 
@@ -124,6 +132,8 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
       resource tracker, which unlinks it when this process exits.  The default
       ``None`` means "only if this handle created it": attaching never
       registers, so a process that only attaches can never unlink a segment.
+    * ``readonly=True`` opens an existing segment read-only and maps it
+      PROT_READ: ``buf`` is a read-only memoryview.
     * ``close()`` never raises BufferError: memoryviews and NumPy arrays of
       ``buf`` keep the memory mapped until the last of them goes.
     * Bad names (empty, NUL, '/', too long) raise ValueError.

@@ -1,4 +1,16 @@
-# Slot access: pinning the mapping, indexes, decoding and validating one slot, reading and writing items.
+# Slot access: pinning the mapping, indexes, decoding one slot, reading and writing items.
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.float cimport PyFloat_FromDouble
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.number cimport PyNumber_AsSsize_t
+from cpython.ref cimport Py_INCREF
+from cpython.sequence cimport PySequence_Fast
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.string cimport memcpy, memset
 #
 # Module-level functions, not methods, so that the hot paths are direct C
 # calls even though ShareableList can be subclassed.
@@ -85,16 +97,16 @@ cdef enum:
 cdef inline int _decode(ShareableList sl, Py_ssize_t k, Slot* s,
                         int64_t* start, int64_t* end) noexcept:
     """Read and check slot k's offsets, format entry and code (0 <= k < n)."""
-    cdef pyshl_layout* l = &sl._layout
+    cdef pyshl_layout* layout = &sl._layout
     cdef int format_kind
-    start[0] = load_i64(l.offsets + 8 * k)
-    end[0] = load_i64(l.offsets + 8 * k + 8)
-    if not (<uint64_t>start[0] <= <uint64_t>end[0] <= <uint64_t>l.data_size):
+    start[0] = load_i64(layout.offsets + 8 * k)
+    end[0] = load_i64(layout.offsets + 8 * k + 8)
+    if not (<uint64_t>start[0] <= <uint64_t>end[0] <= <uint64_t>layout.data_size):
         return BAD_OFFSETS
-    s.ptr = l.data + start[0]
+    s.ptr = layout.data + start[0]
     s.size = end[0] - start[0]
-    s.format = load_u64(l.formats + 8 * k)
-    s.code = <uint8_t>l.codes[k]
+    s.format = load_u64(layout.formats + 8 * k)
+    s.code = <uint8_t>layout.codes[k]
     format_kind = _parse_format(s.format, &s.width)
     if format_kind == KIND_BAD:
         return BAD_FORMAT

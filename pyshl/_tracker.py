@@ -39,7 +39,7 @@ def _send(command, name):
     if "\n" in name:
         raise ValueError("a segment name must not contain a newline")
     line = ("%s:%s\n" % (command, name)).encode("utf-8", "surrogateescape")
-    for attempt in range(2):
+    for _attempt in range(2):
         ensure_running()
         with _lock:
             try:
@@ -73,7 +73,7 @@ def main():
             names.discard(name)
     if names:
         warnings.warn("resource_tracker: There appear to be %d leaked shared_memory "
-                      "objects to clean up at shutdown" % len(names))
+                      "objects to clean up at shutdown" % len(names), stacklevel=1)
     for name in names:
         try:
             unlink_segment(name)

@@ -8,6 +8,7 @@ and by tests/fuzz_atheris.py (coverage-guided).  Run directly:
 import random
 import struct
 import sys
+
 import numpy as np
 
 from pyshl import ShareableList, SharedMemory

@@ -6,8 +6,6 @@ import time
 import numpy as np
 import pytest
 
-from pyshl import ShareableList
-
 WORKERS = 4
 BINS = 16
 

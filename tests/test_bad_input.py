@@ -3,9 +3,9 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_no_new_segments, segment_names
 
 import pyshl
+from helpers import assert_no_new_segments, segment_names
 from pyshl import ShareableList, SharedMemory
 
 

@@ -3,10 +3,10 @@ import math
 import pickle
 
 import pytest
-from conftest import needs_stdlib_list, run_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import needs_stdlib_list, run_python
 from pyshl import ShareableList
 
 ascii_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=40)

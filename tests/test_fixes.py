@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_no_new_segments, run_python, segment_names
 
+from helpers import assert_no_new_segments, run_python, segment_names
 from pyshl import ShareableList, UnsupportedTypeError
 
 

@@ -9,7 +9,8 @@ import sys
 import textwrap
 
 import pytest
-from conftest import segment_exists
+
+from helpers import segment_exists
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork is tested on Linux")
 

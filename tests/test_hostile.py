@@ -3,12 +3,11 @@ import os
 import struct
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
-from conftest import run_python
 
+from helpers import run_python
 from pyshl import ShareableList
 
 Q = struct.Struct("q")

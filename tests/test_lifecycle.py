@@ -6,9 +6,9 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import run_python, segment_exists
 
 import pyshl
+from helpers import run_python, segment_exists
 from pyshl import ShareableList
 
 

@@ -1,12 +1,11 @@
 """Lists travel to Pool, ProcessPoolExecutor and Process workers; the manager cleans up."""
 import concurrent.futures
 import multiprocessing
-import os
 
 import pytest
-from conftest import run_python, segment_exists
 
 import pyshl
+from helpers import run_python, segment_exists
 from pyshl import ShareableList, SharedMemoryManager
 
 METHODS = ["spawn", "fork", "forkserver"]

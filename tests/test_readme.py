@@ -3,7 +3,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_python
+
+from helpers import run_python
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)

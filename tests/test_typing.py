@@ -1,5 +1,7 @@
 """The package is typed: mypy --strict accepts typical use, and help() documents it."""
+import ast
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +44,70 @@ def test_every_public_name_has_a_docstring(obj):
         for name, member in vars(obj).items():
             if not name.startswith("_") and callable(member) or isinstance(member, property):
                 assert inspect.getdoc(member), "%s.%s has no docstring" % (obj.__name__, name)
+
+
+# -- the stubs match the runtime ------------------------------------------------
+
+STUB_CLASSES = [("_codec.pyi", pyshl.ShareableList), ("_shm.pyi", pyshl.SharedMemory),
+                ("_manager.pyi", pyshl.SharedMemoryManager),
+                ("_codec.pyi", pyshl.UnsupportedTypeError)]
+
+
+def _stub_members(stub, class_name):
+    """{member name: parameter names} of a class in a .pyi (all its definitions)."""
+    members = {}
+    for node in ast.walk(ast.parse((ROOT / "pyshl" / stub).read_text())):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    a = item.args
+                    members[item.name] = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+    return members
+
+
+def _runtime_parameters(function):
+    """Parameter names of a Python function, or of a Cython one from the
+    signature it embeds in its docstring."""
+    try:
+        return list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        match = re.match(r"[\w.]+\((.*?)\)", function.__doc__ or "")
+        assert match, "no signature for %r" % function
+        names = [p.split("=")[0].strip(" *") for p in match.group(1).split(",")]
+        return [name for name in names if name and name != "/"]
+
+
+@pytest.mark.parametrize("stub, cls", STUB_CLASSES, ids=lambda x: getattr(x, "__name__", x))
+def test_stubs_list_exactly_the_runtime_public_names(stub, cls):
+    declared = _stub_members(stub, cls.__name__)
+    runtime = {name for name in vars(cls) if not name.startswith("_")}
+    assert {name for name in declared if not name.startswith("_")} == runtime
+    for name, parameters in declared.items():
+        member = inspect.getattr_static(cls, name)
+        if isinstance(member, (property, type(pyshl.ShareableList.shm))):
+            continue
+        function = getattr(member, "__func__", member)
+        if name == "__init__" and isinstance(function, type(object.__init__)):
+            # A C type's __init__ is a slot wrapper: its signature is the
+            # class docstring's ``Name(...)`` line.
+            match = re.search(r"``%s\((.*?)\)``" % cls.__name__, cls.__doc__)
+            runtime_parameters = ["self"] + [p.split("=")[0].strip(" *")
+                                             for p in match.group(1).split(",")]
+            assert parameters == [p for p in runtime_parameters if p], name
+        elif isinstance(function, type(object.__init__)):
+            continue    # another slot wrapper: CPython fixes its parameter names
+        elif name in vars(cls) and callable(function):
+            runtime_parameters = _runtime_parameters(function)
+            if isinstance(member, classmethod):
+                runtime_parameters = ["cls"] + runtime_parameters[1:]
+            assert parameters == runtime_parameters, name
+
+
+def test_stub_modules_declare_the_package_names():
+    init = ast.parse((ROOT / "pyshl" / "__init__.py").read_text())
+    exported = next(node.value for node in ast.walk(init) if isinstance(node, ast.Assign)
+                    and node.targets[0].id == "__all__")
+    assert sorted(ast.literal_eval(exported)) == sorted(pyshl.__all__)
+    for name in pyshl.__all__:
+        module = getattr(pyshl, name).__module__.replace("pyshl.", "")
+        assert (ROOT / "pyshl" / (module + ".pyi")).exists(), name

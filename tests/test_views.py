@@ -7,13 +7,17 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import (assert_no_new_segments, needs_stdlib_list, run_python, segment_exists,
-                      segment_names)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import (
+    assert_no_new_segments,
+    needs_stdlib_list,
+    run_python,
+    segment_exists,
+    segment_names,
+)
 from pyshl import ShareableList
-
 
 NUMPY2 = int(np.__version__.split(".")[0]) >= 2
 needs_numpy2 = pytest.mark.skipif(not NUMPY2, reason="__array__(copy=...) is NumPy 2's")

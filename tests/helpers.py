@@ -1,0 +1,53 @@
+"""Helpers shared by the tests (imported explicitly: `from helpers import ...`)."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+# The standard ShareableList shares pyshl's layout from Python 3.9 on; 3.7
+# has no shared_memory module and 3.8's list uses an older layout.
+if sys.version_info >= (3, 9):
+    from multiprocessing import shared_memory as std_shared_memory
+else:
+    std_shared_memory = None
+needs_stdlib_list = pytest.mark.skipif(
+    std_shared_memory is None,
+    reason="this Python's standard library has no ShareableList of the 3.9+ layout")
+
+SHM_DIR = "/dev/shm"
+
+
+def segment_names():
+    return {n for n in os.listdir(SHM_DIR) if n.startswith("psm_")}
+
+
+def assert_no_new_segments(before, grace=1.0):
+    """No segment appeared since the `before` snapshot and stayed.
+
+    Other processes on the machine may create short-lived segments meanwhile:
+    a new one must outlive a short grace period to count as ours, and
+    segments that disappeared do not matter.
+    """
+    deadline = time.monotonic() + grace
+    new = segment_names() - before
+    while new and time.monotonic() < deadline:
+        time.sleep(0.05)
+        new = segment_names() - before
+    assert not new, "shared memory segments were left behind: %s" % sorted(new)
+
+
+def segment_exists(name):
+    return os.path.exists(os.path.join(SHM_DIR, name.lstrip("/")))
+
+
+def run_python(code, *, check=True, timeout=120):
+    """Run code in a fresh interpreter (a real, separate process)."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError("child failed (%d):\n%s\n%s"
+                             % (proc.returncode, proc.stdout, proc.stderr))
+    return proc
