@@ -11,19 +11,26 @@ Exit codes: 0 success, 1 a command failed (a missing segment, say), 2 bad usage.
 
 import argparse
 import json
-import pickle
 import sys
 
-from pyshl import ShareableList, _bench, _segments
-from pyshl._bench import std_shared_memory
+# Nothing imported here may import NumPy: ls, show and rm must not pay for it.
+from pyshl import _bench, _segments
 from pyshl._shm import unlink_segment
-
-SAMPLE = [42, -2**63, 2.5, True, False, None, "text", "x" * 8, b"bytes", b""]
 
 
 def _fail(message):
     print("pyshl: %s" % message, file=sys.stderr)
     return 1
+
+
+def positive_int(text):
+    """An argparse type: an integer of at least 1 (anything else is bad usage)."""
+    try:
+        if int(text) >= 1:
+            return int(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError("must be a positive integer, not %r" % text)
 
 
 # -- ls ---------------------------------------------------------------------------
@@ -36,12 +43,18 @@ def cmd_ls(args):
     if not entries:
         print("no %s in %s" % ("segments" if args.all else "ShareableLists", _segments.SHM_DIR))
         return 0
-    rows = [("NAME", "ITEMS", "BYTES", "TYPES", "OWNER", "AGE")]
+    rows = []
     for e in entries:
-        rows.append((e["name"], "-" if e["items"] is None else format(e["items"], ","),
-                     format(e["bytes"], ","),
-                     "(not a ShareableList)" if e["error"] else _segments.types_summary(e["types"]),
-                     e["owner"], _segments.age(e["age_seconds"])))
+        size = format(e["bytes"], ",") if "bytes" in e else "-"    # none for a symlink...
+        if "error" in e:
+            items, types, why = "-", "(not a ShareableList)", e["error"]
+        else:
+            items, types, why = format(e["items"], ","), _segments.types_summary(e["types"]), ""
+        rows.append((e["name"], items, size, types, e["owner"], _segments.age(e["age_seconds"]),
+                     why))
+    # WHY (an entry is not a list) is a column only when there are such entries (--all).
+    rows.insert(0, ("NAME", "ITEMS", "BYTES", "TYPES", "OWNER", "AGE",
+                    "WHY" if any(r[-1] for r in rows) else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.rjust(w) if i in (1, 2) else cell.ljust(w)
@@ -68,21 +81,20 @@ def _read(sl, k):
 
 def cmd_show(args):
     try:
-        entry = _segments.describe(args.name)
+        with _segments.inspected(args.name) as (entry, sl):
+            if sl is None:
+                return _fail("%r is not a ShareableList: %s" % (args.name, entry["error"]))
+            indexes = _shown_indexes(len(sl), args.limit)
+            items = [(k,) + _read(sl, k) for k in indexes]
+            fmt = "".join(sl._get_packing_format(k) for k in indexes)
     except FileNotFoundError:
         return _fail("no shared memory segment named %r" % args.name)
-    if entry["error"]:
-        return _fail("%r is not a ShareableList: %s" % (args.name, entry["error"]))
-    sl = ShareableList(name=args.name)
-    try:
-        indexes = _shown_indexes(len(sl), args.limit)
-        items = [(k,) + _read(sl, k) for k in indexes]
-        fmt = "".join(sl._get_packing_format(k) for k in indexes)
-    finally:
-        sl.close()
+    except OSError as exc:                   # a name too long, say
+        return _fail("cannot inspect %r: %s" % (args.name, exc.strerror or exc))
     truncated = len(indexes) < entry["items"]
     if args.json:
-        entry.update(format=None if truncated else fmt, truncated=truncated,
+        # The format of the items shown: the whole list's unless truncated.
+        entry.update(format=fmt, truncated=truncated,
                      values=[[k, {"error": err} if err else _segments.json_value(v)]
                              for k, v, err in items])
         print(json.dumps(entry, indent=2, allow_nan=False))
@@ -108,6 +120,14 @@ def cmd_rm(args):
     status = 0
     for name in args.names:
         try:
+            other = _segments.other_kind(name)
+        except OSError:
+            other = None     # no such entry, or a bad name: the core says which
+        if other:
+            status = _fail("not removing %r: it is %s, not a shared memory segment"
+                           % (name, other))
+            continue
+        try:
             unlink_segment(name)
         except FileNotFoundError:
             status = _fail("no shared memory segment named %r" % name)
@@ -120,62 +140,9 @@ def cmd_rm(args):
 
 # -- bench ------------------------------------------------------------------------
 
-def self_check():
-    """Create, attach and write across pyshl and the stdlib; raise on any mismatch.
-
-    Where the standard library has no compatible list (before 3.9), check
-    pyshl's own round trips across handles.  Returns what was compared.
-    """
-    if std_shared_memory is None:
-        with ShareableList(SAMPLE) as ours:
-            again = pickle.loads(pickle.dumps(ours))
-            try:
-                again[0] = "written"
-                if ours.tolist() != ["written"] + SAMPLE[1:] or again.count(None) != 1:
-                    raise AssertionError("a second handle does not see the same list")
-            finally:
-                again.close()
-            with ShareableList(["ééééé"]) as text:
-                if text[0] != "ééééé":
-                    raise AssertionError("non-ASCII text does not round-trip")
-        return "pyshl handles read and write each other's lists; this Python's standard " \
-               "library has no compatible ShareableList to compare with"
-    ours = ShareableList(SAMPLE)
-    theirs = std_shared_memory.ShareableList(SAMPLE)
-    try:
-        if bytes(ours.shm.buf) != bytes(theirs.shm.buf) or ours.format != theirs.format:
-            raise AssertionError("pyshl's segment differs from the standard library's")
-        std_view = std_shared_memory.ShareableList(name=ours.shm.name)
-        try:
-            if list(std_view) != SAMPLE:
-                raise AssertionError("the stdlib reads a pyshl list wrongly")
-            std_view[0] = "written"
-        finally:
-            std_view.shm.close()
-        our_view = ShareableList(name=theirs.shm.name)
-        try:
-            if our_view.tolist() != SAMPLE:
-                raise AssertionError("pyshl reads a stdlib list wrongly")
-        finally:
-            our_view.close()
-        if ours[0] != "written" or ours.count(None) != 1 or ours.index(b"bytes") != 8:
-            raise AssertionError("a write by the stdlib is not seen by pyshl")
-        with ShareableList(["ééééé"]) as text:
-            if text[0] != "ééééé":
-                raise AssertionError("non-ASCII text does not round-trip")
-    finally:
-        ours.close()
-        ours.unlink()
-        theirs.shm.close()
-        theirs.shm.unlink()
-    return "pyshl and the stdlib read and write each other's lists, byte for byte"
-
-
 def cmd_bench(args):
-    if args.n < 1 or args.repeat < 1:
-        return _fail("-n and --repeat must be positive")
     try:
-        checked = self_check()
+        checked = _bench.self_check()
     except AssertionError as exc:
         return _fail("self-check failed: %s" % exc)
     print("self-check: ok (%s)" % checked, flush=True)
@@ -194,9 +161,7 @@ def cmd_bench(args):
 # -- demo -------------------------------------------------------------------------
 
 def cmd_demo(args):
-    from pyshl import demo
-    if args.workers < 1 or args.requests < 1:
-        return _fail("--workers and --requests must be positive")
+    from pyshl import demo  # imports NumPy
     demo.run(args.workers, args.requests)
     return 0
 
@@ -211,28 +176,33 @@ def parser():
 
     ls = commands.add_parser(
         "ls", help="list the ShareableLists in /dev/shm",
-        description="List the segments in /dev/shm whose header is a valid ShareableList's "
+        description="List the segments in /dev/shm that hold a valid ShareableList "
                     "(pyshl's or the standard library's): name, items, bytes, the types of "
-                    "the items, owner and age.")
-    ls.add_argument("--all", action="store_true", help="list every segment, lists or not")
+                    "the items, owner and age.  Segments are attached read-only, so this "
+                    "works for any user who may read them and never changes them.")
+    ls.add_argument("--all", action="store_true",
+                    help="list every entry in /dev/shm, with why it is not a list "
+                         "(other blocks, symlinks, directories, FIFOs)")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(run=cmd_ls)
 
     show = commands.add_parser(
         "show", help="print a list's contents",
         description="Print a ShareableList's size, item types, format and items (the first "
-                    "and last of a long list).  Attaching never changes or unlinks it.")
+                    "and last of a long list).  It is attached read-only: showing it never "
+                    "changes or unlinks it.")
     show.add_argument("name", help="the segment name, as `pyshl ls` prints it")
     show.add_argument("--json", action="store_true", help="print JSON: bytes as hex, "
                       "non-finite floats as strings, corrupt items as errors")
-    show.add_argument("--limit", type=int, default=20, metavar="N",
+    show.add_argument("--limit", type=positive_int, default=20, metavar="N",
                       help="show at most N items (default 20)")
     show.set_defaults(run=cmd_show)
 
     rm = commands.add_parser(
         "rm", help="unlink segments",
         description="Unlink shared memory segments by name.  Processes that have them "
-                    "open keep them until they close; the name is gone at once.")
+                    "open keep them until they close; the name is gone at once.  Entries "
+                    "that are not segments (symlinks, directories...) are left alone.")
     rm.add_argument("names", nargs="+", metavar="NAME")
     rm.set_defaults(run=cmd_rm)
 
@@ -242,16 +212,19 @@ def parser():
                     "lists, then time a plain list, the standard ShareableList and pyshl side "
                     "by side (medians; read the ratios).  benchmarks/bench_core.py runs the "
                     "same table on a million items.")
-    bench.add_argument("-n", type=int, default=100_000, help="items (default 100,000)")
-    bench.add_argument("--repeat", type=int, default=5, help="repeats per timing (default 5)")
+    bench.add_argument("-n", type=positive_int, default=100_000,
+                       help="items (default 100,000)")
+    bench.add_argument("--repeat", type=positive_int, default=5,
+                       help="repeats per timing (default 5)")
     bench.set_defaults(run=cmd_bench)
 
     demo = commands.add_parser(
         "demo", help="many workers aggregating into one shared histogram",
         description="Run the example in pyshl/demo.py: worker processes add latency "
                     "counts into a shared histogram with add_at and fetch_add, no lock.")
-    demo.add_argument("--workers", type=int, default=4, help="worker processes (default 4)")
-    demo.add_argument("--requests", type=int, default=2_000_000,
+    demo.add_argument("--workers", type=positive_int, default=4,
+                      help="worker processes (default 4)")
+    demo.add_argument("--requests", type=positive_int, default=2_000_000,
                       help="requests per worker (default 2,000,000)")
     demo.set_defaults(run=cmd_demo)
     return main_parser
@@ -259,8 +232,6 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if getattr(args, "limit", 1) < 1:
-        return _fail("--limit must be positive")
     return args.run(args)
 
 

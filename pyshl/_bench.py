@@ -12,8 +12,8 @@ import sys
 import time
 import timeit
 
-import numpy as np
-
+# NumPy is imported inside the functions that time with it: the CLI imports this
+# module, and `pyshl ls` must not pay for NumPy.
 from pyshl import ShareableList, SharedMemory
 
 # The standard ShareableList shares pyshl's layout from Python 3.9 on; 3.7
@@ -24,6 +24,60 @@ else:
     std_shared_memory = None
 # The floors use the standard SharedMemory where there is one.
 _FloorMemory = std_shared_memory.SharedMemory if std_shared_memory else SharedMemory
+
+# Items of every type, with edge cases: the int64 minimum, an 8-byte str, empty bytes.
+SAMPLE = [42, -2**63, 2.5, True, False, None, "text", "x" * 8, b"bytes", b""]
+
+
+def self_check():
+    """Create, attach and write across pyshl and the stdlib; raise on any mismatch.
+
+    Where the standard library has no compatible list (before 3.9), check
+    pyshl's own round trips across handles.  Returns what was compared.
+    """
+    if std_shared_memory is None:
+        with ShareableList(SAMPLE) as ours:
+            again = pickle.loads(pickle.dumps(ours))
+            try:
+                again[0] = "written"
+                if ours.tolist() != ["written"] + SAMPLE[1:] or again.count(None) != 1:
+                    raise AssertionError("a second handle does not see the same list")
+            finally:
+                again.close()
+            with ShareableList(["ééééé"]) as text:
+                if text[0] != "ééééé":
+                    raise AssertionError("non-ASCII text does not round-trip")
+        return "pyshl handles read and write each other's lists; this Python's standard " \
+               "library has no compatible ShareableList to compare with"
+    ours = ShareableList(SAMPLE)
+    theirs = std_shared_memory.ShareableList(SAMPLE)
+    try:
+        if bytes(ours.shm.buf) != bytes(theirs.shm.buf) or ours.format != theirs.format:
+            raise AssertionError("pyshl's segment differs from the standard library's")
+        std_view = std_shared_memory.ShareableList(name=ours.shm.name)
+        try:
+            if list(std_view) != SAMPLE:
+                raise AssertionError("the stdlib reads a pyshl list wrongly")
+            std_view[0] = "written"
+        finally:
+            std_view.shm.close()
+        our_view = ShareableList(name=theirs.shm.name)
+        try:
+            if our_view.tolist() != SAMPLE:
+                raise AssertionError("pyshl reads a stdlib list wrongly")
+        finally:
+            our_view.close()
+        if ours[0] != "written" or ours.count(None) != 1 or ours.index(b"bytes") != 8:
+            raise AssertionError("a write by the stdlib is not seen by pyshl")
+        with ShareableList(["ééééé"]) as text:
+            if text[0] != "ééééé":
+                raise AssertionError("non-ASCII text does not round-trip")
+    finally:
+        ours.close()
+        ours.unlink()
+        theirs.shm.close()
+        theirs.shm.unlink()
+    return "pyshl and the stdlib read and write each other's lists, byte for byte"
 
 
 def _median_seconds(stmt, namespace, number, repeat):
@@ -81,6 +135,7 @@ class _Stdlib:
 
 def _floor(size):
     """Create and fill a fresh segment of `size` bytes with NumPy, then free it."""
+    import numpy as np
     shm = _FloorMemory(create=True, size=size)
     array = np.frombuffer(shm.buf, dtype=np.uint8)
     array[:] = 1
@@ -98,6 +153,7 @@ def run(n=1_000_000, repeat=5, progress=None):
 
     Each row: (operation, {"list": s, "stdlib": s, "pyshl": s, "floor": s}).
     """
+    import numpy as np
     rows = []
     say = progress or (lambda label: None)
     std = _Stdlib()
@@ -154,9 +210,9 @@ def run(n=1_000_000, repeat=5, progress=None):
                           ("absent in x", lambda x: -1 in x),
                           ("list(x)", list)):
             rows.append((label, {
-                "list": _median_call(lambda: fn(ints), repeat),
-                "stdlib": std.time(lambda: fn(stdl), slow_repeat),
-                "pyshl": _median_call(lambda: fn(ours), repeat),
+                "list": _median_call(lambda fn=fn: fn(ints), repeat),
+                "stdlib": std.time(lambda fn=fn: fn(stdl), slow_repeat),
+                "pyshl": _median_call(lambda fn=fn: fn(ours), repeat),
             }))
 
         say("views")

@@ -1,14 +1,27 @@
-"""Finding and describing the shared memory segments in /dev/shm (for the CLI)."""
+"""Finding and describing the shared memory segments in /dev/shm (for the CLI).
 
+Inspecting only reads: entries are lstat'ed (symlinks are never followed, FIFOs
+never opened) and lists are attached read-only, so whoever may read a segment
+can inspect it, and inspecting can never change it.
+"""
+
+import contextlib
+import errno
 import math
 import os
 import pwd
 import stat
+import struct
 import time
 
 from pyshl._codec import ShareableList
 
 SHM_DIR = "/dev/shm"
+
+# What /dev/shm may hold besides segments, which are regular files.
+_KINDS = {stat.S_IFLNK: "symlink", stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO",
+          stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+          stat.S_IFBLK: "block device"}
 
 
 def _owner(uid):
@@ -18,39 +31,102 @@ def _owner(uid):
         return str(uid)
 
 
-def describe(name):
-    """A dict describing segment `name`; "error" says why it is not a readable list.
+def _path(name):
+    """The entry in /dev/shm for segment `name`."""
+    stem = name.lstrip("/")            # the core takes "/psm_x" for "psm_x"
+    if not stem or "/" in stem:        # names the core refuses have no entry
+        raise FileNotFoundError(errno.ENOENT, "no such segment", name)
+    return os.path.join(SHM_DIR, stem)
 
-    Raises FileNotFoundError if there is no such segment.
+
+def _other_kind(path, info):
+    """What a non-regular entry is ("a directory", "a symlink to 'x'"); None for a segment."""
+    if stat.S_ISREG(info.st_mode):
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return "a symlink to %r" % os.readlink(path)
+    return "a " + _KINDS.get(stat.S_IFMT(info.st_mode), "special file")
+
+
+def other_kind(name):
+    """What entry `name` is if it is not a segment ("a directory"...), else None.
+
+    Raises FileNotFoundError if there is no such entry (OSError for a name too long).
     """
-    info = os.stat(os.path.join(SHM_DIR, name))
+    path = _path(name)
+    return _other_kind(path, os.lstat(path))
+
+
+def _attach_list(name, size):
+    """(the list in segment `name` attached read-only, None), or (None, why it is not one)."""
+    if size < 16:
+        return None, "%s bytes, too small for even an empty list (16)" % format(size, ",")
+    try:
+        sl = ShareableList(name=name, readonly=True)    # attaching never tracks or unlinks
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        # The core's reason, without its "segment 'x' is not a valid ShareableList: ".
+        return None, str(exc).partition("ShareableList: ")[2] or str(exc)
+    except OSError as exc:
+        return None, "cannot open it read-only: %s" % (exc.strerror or exc)
+    # The core checked that the header fits the segment; a list's segment is also
+    # exactly this size, which tells a zero-filled block (0 items?) from an empty list.
+    n = len(sl)
+    data_size = struct.unpack_from("q", sl.shm.buf, 8 + 8 * n)[0]
+    expected = 8 * (n + 2) + data_size + 9 * n
+    if sl.shm.size == expected:
+        return sl, None
+    reason = "%s bytes, but a list of %s items with a %s-byte data area is %s bytes" % tuple(
+        format(v, ",") for v in (sl.shm.size, n, data_size, expected))
+    sl.close()
+    return None, reason
+
+
+@contextlib.contextmanager
+def inspected(name):
+    """Yield (description, list) for entry `name` in /dev/shm.
+
+    The description is a dict: name, bytes (of a segment), owner, age_seconds,
+    then items and types for a ShareableList, or "error" saying why it is not
+    one.  The list is attached read-only (None if it is not one) and closed
+    when the block ends.  Raises FileNotFoundError if there is no such entry.
+    """
+    path = _path(name)
+    info = os.lstat(path)                # never follows a symlink
     entry = {"name": name, "bytes": info.st_size, "owner": _owner(info.st_uid),
-             "age_seconds": max(0.0, time.time() - info.st_mtime),
-             "items": None, "types": None, "error": None}
+             "age_seconds": max(0.0, time.time() - info.st_mtime)}
+    sl, reason = None, _other_kind(path, info)
+    if reason:
+        del entry["bytes"]               # a symlink's or a directory's size means nothing here
+    else:
+        sl, reason = _attach_list(name, info.st_size)
+    if sl is None:
+        entry["error"] = reason
+        yield entry, None
+        return
     try:
-        sl = ShareableList(name=name)        # attaching never registers or unlinks
-    except (ValueError, PermissionError) as exc:
-        entry["error"] = str(exc)
-        return entry
-    try:
-        entry["items"] = len(sl)
-        entry["types"] = sl._type_counts()
+        entry.update(items=len(sl), types=sl._type_counts())
+        yield entry, sl
     finally:
         sl.close()
-    return entry
+
+
+def describe(name):
+    """The description of entry `name`, as inspected() gives it."""
+    with inspected(name) as (entry, _):
+        return entry
 
 
 def segments(include_all=False):
-    """Descriptions of the segments in /dev/shm: the ShareableLists, or all of them."""
+    """Descriptions of the entries in /dev/shm: the ShareableLists, or all of them."""
     found = []
     for name in sorted(os.listdir(SHM_DIR)):
         try:
-            if not stat.S_ISREG(os.stat(os.path.join(SHM_DIR, name)).st_mode):
-                continue
             entry = describe(name)
         except FileNotFoundError:
             continue   # gone meanwhile
-        if include_all or entry["error"] is None:
+        if include_all or "error" not in entry:
             found.append(entry)
     return found
 

@@ -3,6 +3,7 @@ resource tracker glue.  Plain Python: none of it is on a hot path."""
 
 import os
 import secrets
+import stat
 import sys
 
 from pyshl._mapping import Mapping
@@ -47,10 +48,16 @@ def _named_error(exc, name):
 def open_segment(name, flags):
     """A descriptor for segment `name`, as shm_open(name, flags, 0o600) gives."""
     path = _segment_path(name)
+    # O_NONBLOCK: opening a FIFO that someone put in SHM_DIR must not block.
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     except OSError as exc:
         raise _named_error(exc, name) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError("%r in %s is not a shared memory segment (not a regular file)"
+                         % (name, SHM_DIR))
+    return fd
 
 
 def unlink_segment(name):

@@ -1002,8 +1002,8 @@ _unregister = None
 
 def _follow_the_tracker():
     global _unregister
-    from pyshl import _codec
-    resource_tracker = _codec._resource_tracker()   # the standard one, or pyshl's on 3.7
+    from pyshl import _shm
+    resource_tracker = _shm.resource_tracker()   # the standard one, or pyshl's on 3.7
     register, unregister = resource_tracker.register, resource_tracker.unregister
 
     def following_register(name, rtype):

@@ -17,10 +17,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-from conftest import SHM_DIR
-
 import callback_cases
+import pytest
+
+from helpers import SHM_DIR
 
 SCRIPT = Path(__file__).resolve().parent / "callback_cases.py"
 CASE_IDS = list(callback_cases.CASES)

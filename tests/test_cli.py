@@ -1,18 +1,31 @@
 """The command line, run as real subprocesses."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import SHM_DIR, run_python
 from pyshl import ShareableList
 
 
 def pyshl(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "pyshl", *args], capture_output=True,
                           text=True, timeout=timeout)
+
+
+def ls_json(*args):
+    proc = pyshl("ls", "--json", *args, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return {e["name"]: e for e in json.loads(proc.stdout)}
+
+
+def assert_one_line_failure(proc):
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
 def test_ls_lists_shareable_lists(make, raw_segment):
@@ -30,10 +43,11 @@ def test_ls_lists_shareable_lists(make, raw_segment):
 def test_ls_json(make, raw_segment):
     sl = make([1.5, b"x"])
     other = raw_segment(b"\0" * 4)
-    entries = {e["name"]: e for e in json.loads(pyshl("ls", "--all", "--json").stdout)}
+    entries = ls_json("--all")
     assert entries[sl.shm.name]["items"] == 2
     assert entries[sl.shm.name]["types"] == {"float": 1, "bytes": 1}
-    assert entries[other]["items"] is None and "too small" in entries[other]["error"]
+    assert "error" not in entries[sl.shm.name]
+    assert "items" not in entries[other] and "too small" in entries[other]["error"]
 
 
 def test_show(make):
@@ -44,12 +58,14 @@ def test_show(make):
     assert "[0] 0" in proc.stdout and "… 94 more …" in proc.stdout
     assert "[101] b'\\x01\\xff'" in proc.stdout and "[102] 'é'" in proc.stdout
     data = json.loads(pyshl("show", sl.shm.name, "--json", "--limit", "8").stdout)
-    assert data["truncated"] is True and data["format"] is None
+    assert data["truncated"] is True
+    assert data["format"] == "qqqqd8s8sxxxxxxx?"       # the format of the items shown
     assert data["values"][0] == [0, 0]
     assert data["values"][-4:] == [[100, {"float": "nan"}], [101, {"bytes": "01ff"}],
                                    [102, "é"], [103, True]]
     short = json.loads(pyshl("show", make([1, "a"]).shm.name, "--json").stdout)
     assert short["format"] == "q8s" and short["values"] == [[0, 1], [1, "a"]]
+    assert short["truncated"] is False
 
 
 def test_show_reports_corrupt_items_without_failing(raw_segment):
@@ -67,16 +83,52 @@ def test_show_reports_corrupt_items_without_failing(raw_segment):
     (("show", "psm_missing_%d" % os.getpid()), "no shared memory segment named"),
     (("rm", "psm_missing_%d" % os.getpid()), "no shared memory segment named"),
     (("rm", "a/b"), "cannot remove"),
+    (("show", "x" * 300), "cannot inspect"),
+    (("rm", "x" * 300), "cannot remove"),
 ])
 def test_failures_exit_1_with_a_message(args, message):
     proc = pyshl(*args)
-    assert proc.returncode == 1
+    assert_one_line_failure(proc)
     assert message in proc.stderr
 
 
-def test_show_of_a_segment_that_is_not_a_list(raw_segment):
-    proc = pyshl("show", raw_segment(b"x" * 3))
-    assert proc.returncode == 1 and "is not a ShareableList" in proc.stderr
+@pytest.mark.parametrize("data", [b"x" * 3, b"not a list: its count is too big"])
+def test_show_of_a_segment_that_is_not_a_list(raw_segment, data):
+    proc = pyshl("show", raw_segment(data))
+    assert_one_line_failure(proc)
+    assert "is not a ShareableList: " in proc.stderr
+    assert proc.stderr.count("ShareableList") == 1      # said once, not twice
+
+
+def test_a_zero_filled_block_is_not_an_empty_list(make, raw_segment):
+    zeros = raw_segment(bytes(4096))      # its item count reads as 0
+    empty = make([])
+    assert empty.shm.size == 16
+    listed = pyshl("ls").stdout
+    assert zeros not in listed and empty.shm.name in listed
+    line = next(x for x in pyshl("ls", "--all").stdout.splitlines() if x.startswith(zeros))
+    assert "(not a ShareableList)" in line
+    assert "4,096 bytes, but a list of 0 items with a 0-byte data area is 16 bytes" in line
+    entries = ls_json("--all")
+    assert "16 bytes" in entries[zeros]["error"] and entries[empty.shm.name]["items"] == 0
+    proc = pyshl("show", zeros)
+    assert_one_line_failure(proc)
+    assert "is not a ShareableList: 4,096 bytes" in proc.stderr
+    assert pyshl("show", empty.shm.name).returncode == 0
+
+
+def test_json_holds_no_null_where_the_text_shows_a_value(make, raw_segment):
+    sl = make(list(range(30)))
+    other = raw_segment(b"x" * 3)
+    entries = ls_json("--all")
+    assert None not in entries[sl.shm.name].values() and "error" not in entries[sl.shm.name]
+    assert None not in entries[other].values()
+    assert "items" not in entries[other] and "types" not in entries[other]
+    text = pyshl("show", sl.shm.name, "--limit", "6").stdout
+    data = json.loads(pyshl("show", sl.shm.name, "--json", "--limit", "6").stdout)
+    assert None not in data.values() and "error" not in data
+    assert data["truncated"] is True and data["format"] == "q" * 6
+    assert "format:  qqqqqq…" in text
 
 
 def test_rm_removes_and_reports(raw_segment):
@@ -87,13 +139,15 @@ def test_rm_removes_and_reports(raw_segment):
     assert not os.path.exists("/dev/shm/" + name)
 
 
-@pytest.mark.parametrize("args", [(), ("nope",), ("show",), ("show", "x", "--limit", "0"),
-                                  ("bench", "-n", "x"), ("rm",)])
-def test_bad_usage_exits_2_or_1(args):
+@pytest.mark.parametrize("args", [(), ("nope",), ("show",), ("bench", "-n", "x"), ("rm",),
+                                  ("show", "x", "--limit", "0"), ("bench", "-n", "0"),
+                                  ("bench", "--repeat", "-1"), ("demo", "--workers", "0"),
+                                  ("demo", "--requests", "0")])
+def test_bad_usage_exits_2(args):
     proc = pyshl(*args)
-    assert proc.returncode in (1, 2) and proc.stderr
-    if args != ("show", "x", "--limit", "0"):
-        assert proc.returncode == 2
+    assert proc.returncode == 2 and "usage: pyshl" in proc.stderr
+    if "0" in args or "-1" in args:
+        assert "must be a positive integer" in proc.stderr
 
 
 @pytest.mark.parametrize("command", ["ls", "show", "rm", "bench", "demo"])
@@ -122,3 +176,124 @@ def test_console_script_is_installed():
     assert script.exists()
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "usage: pyshl" in proc.stdout
+
+
+# -- what /dev/shm may hold besides segments ---------------------------------------
+
+@pytest.fixture
+def not_segments(make):
+    """Entries in /dev/shm that are not segments, {name: what they are}; removed after.
+
+    Symlinks (dangling, a loop, one to a real list), a directory and a FIFO.
+    """
+    prefix = "psm_clitest_%d_" % os.getpid()
+    target = make([1, 2, 3])
+    made = {}
+
+    def entry(suffix, what, create):
+        create(os.path.join(SHM_DIR, prefix + suffix))
+        made[prefix + suffix] = what
+
+    try:
+        entry("dangling", "symlink", lambda path: os.symlink(prefix + "nowhere", path))
+        entry("loop_a", "symlink", lambda path: os.symlink(prefix + "loop_b", path))
+        entry("loop_b", "symlink", lambda path: os.symlink(prefix + "loop_a", path))
+        entry("to_list", "symlink", lambda path: os.symlink(target.shm.name, path))
+        entry("dir", "directory", os.mkdir)
+        entry("fifo", "fifo", os.mkfifo)       # opening it would block: nothing may
+        yield made
+        assert target.tolist() == [1, 2, 3]
+    finally:
+        for name, what in made.items():
+            (os.rmdir if what == "directory" else os.unlink)(os.path.join(SHM_DIR, name))
+
+
+def test_ls_lists_no_entry_that_is_not_a_segment(not_segments):
+    for args in ((), ("--all",), ("--json",), ("--all", "--json")):
+        proc = pyshl("ls", *args, timeout=60)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        if "--all" not in args:
+            assert not any(name in proc.stdout for name in not_segments), args
+    lines = pyshl("ls", "--all", timeout=60).stdout.splitlines()
+    for name, what in not_segments.items():
+        line = next(x for x in lines if x.startswith(name + " "))
+        assert "(not a ShareableList)" in line and what in line.lower()
+    entries = ls_json("--all")
+    for name, what in not_segments.items():
+        assert what in entries[name]["error"].lower()
+        assert not {"items", "types", "bytes"} & set(entries[name])
+
+
+def test_show_and_rm_refuse_entries_that_are_not_segments(not_segments):
+    for name, what in not_segments.items():
+        proc = pyshl("show", name, timeout=60)
+        assert_one_line_failure(proc)
+        assert "not a ShareableList" in proc.stderr and what in proc.stderr.lower()
+    proc = pyshl("rm", *not_segments, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and not proc.stdout
+    assert len(proc.stderr.splitlines()) == len(not_segments)
+    assert all(os.path.lexists(os.path.join(SHM_DIR, name)) for name in not_segments)
+
+
+# -- inspecting only reads ---------------------------------------------------------
+
+def as_nobody(*args):
+    """Run this Python as user and group 65534 (nobody), with no other groups."""
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           sys.executable, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_ls_and_show_work_for_a_user_who_may_only_read(make):
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("running pyshl as another user needs root and setpriv")
+    probe = as_nobody("-c", "import pyshl")
+    if probe.returncode != 0:
+        pytest.skip("user 65534 cannot import pyshl with %s (the venv and the source tree "
+                    "must be traversable by that user): %s"
+                    % (sys.executable, probe.stderr.strip()[-200:]))
+    sl = make([1, "two", 3.0, None, b"five"])
+    path = Path(SHM_DIR, sl.shm.name)
+    os.chmod(path, 0o644)                   # that user may read it, never write it
+    before = path.read_bytes()
+    proc = as_nobody("-m", "pyshl", "ls")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith(sl.shm.name))
+    assert "int 1, float 1, None 1, str 1, bytes 1" in line
+    proc = as_nobody("-m", "pyshl", "show", sl.shm.name)
+    assert proc.returncode == 0, proc.stderr
+    assert "[1] 'two'" in proc.stdout and "[4] b'five'" in proc.stdout
+    assert path.read_bytes() == before
+
+
+def test_show_attaches_once_and_read_only(make):
+    sl = make(list(range(40)))
+    proc = run_python("""
+        import pyshl._shm
+        attaches = []
+        attach = pyshl._shm.SharedMemory.__init__
+
+        def counted(self, name=None, *args, **kwargs):
+            attaches.append(kwargs.get("readonly"))
+            attach(self, name, *args, **kwargs)
+
+        pyshl._shm.SharedMemory.__init__ = counted
+        from pyshl.__main__ import main
+        assert main(["show", %r]) == 0
+        assert attaches == [True], attaches
+        attaches.clear()
+        assert main(["ls"]) == 0
+        assert attaches and all(attaches), attaches
+    """ % sl.shm.name)
+    assert "40 items (int 40)" in proc.stdout
+
+
+def test_ls_show_and_rm_do_not_import_numpy(make):
+    assert run_python("import pyshl, sys; print('numpy' in sys.modules)").stdout == "False\n"
+    name = make([1.5, "x"]).shm.name
+    for args in (("ls", "--all"), ("show", name), ("rm", "psm_missing_%d" % os.getpid())):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "pyshl", *args],
+                              capture_output=True, text=True, timeout=60)
+        imported = {line.rpartition("|")[2].strip() for line in proc.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "pyshl._segments" in imported, args
+        assert not [m for m in imported if m.split(".")[0] == "numpy"], args
