@@ -14,6 +14,7 @@ import json
 import sys
 
 # Nothing imported here may import NumPy: ls, show and rm must not pay for it.
+import pyshl
 from pyshl import _bench, _segments
 from pyshl._shm import unlink_segment
 
@@ -172,6 +173,8 @@ def parser():
         description="Shared lists in /dev/shm: see them, inspect them, remove leaked "
                     "ones, and measure pyshl against the standard library.",
         epilog="Exit status: 0 success, 1 a command failed, 2 bad usage.")
+    main_parser.add_argument("--version", action="version",
+                             version="%(prog)s " + pyshl.__version__)
     commands = main_parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     ls = commands.add_parser(

@@ -297,3 +297,16 @@ def test_ls_show_and_rm_do_not_import_numpy(make):
                     if line.startswith("import time:")}
         assert "pyshl._segments" in imported, args
         assert not [m for m in imported if m.split(".")[0] == "numpy"], args
+
+
+def test_version_matches_the_installed_metadata():
+    # pip reads the installed metadata on every Python (importlib.metadata is 3.8+).
+    shown = subprocess.run([sys.executable, "-m", "pip", "show", "pyshl"],
+                           capture_output=True, text=True, check=True).stdout
+    installed = next(line.split(":", 1)[1].strip() for line in shown.splitlines()
+                     if line.startswith("Version:"))
+    proc = pyshl("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == "pyshl %s" % installed
+    import pyshl as package
+    assert package.__version__ == installed
