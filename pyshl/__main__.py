@@ -175,7 +175,8 @@ def parser():
         epilog="Exit status: 0 success, 1 a command failed, 2 bad usage.")
     main_parser.add_argument("--version", action="version",
                              version="%(prog)s " + pyshl.__version__)
-    commands = main_parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = main_parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True     # (the keyword is 3.7+)
 
     ls = commands.add_parser(
         "ls", help="list the ShareableLists in /dev/shm",

@@ -11,8 +11,17 @@ from pyshl._shm import SharedMemory
 
 
 cdef inline int64_t _packed_slot_size(Packed* v) noexcept:
-    """The slot a new list gives a packed value."""
-    if v.kind == KIND_STR or v.kind == KIND_BYTES:
+    """The slot a new list gives a packed value.
+
+    A str gets the standard library's slot, sized by its characters, wherever
+    its UTF-8 fits there (so that copies stay byte-identical), and a slot
+    sized by its bytes only where the standard library's would truncate it.
+    """
+    cdef int64_t by_chars
+    if v.kind == KIND_STR:
+        by_chars = _slot_size(v.chars)
+        return by_chars if v.size <= by_chars else _slot_size(v.size)
+    if v.kind == KIND_BYTES:
         return _slot_size(v.size)
     return 8
 

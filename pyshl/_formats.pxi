@@ -3,7 +3,7 @@
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.unicode cimport PyUnicode_Check
+from cpython.unicode cimport PyUnicode_Check, PyUnicode_GET_LENGTH
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -168,7 +168,8 @@ cdef struct Packed:
     int kind
     int64_t raw
     const char* data
-    Py_ssize_t size
+    Py_ssize_t size      # bytes of data
+    Py_ssize_t chars     # characters of a str (the standard library sizes by them)
 
 
 cdef int _pack_exact(object value, Packed* out) except -1:
@@ -202,6 +203,7 @@ cdef int _pack_exact(object value, Packed* out) except -1:
     if PyUnicode_CheckExact(value):
         out.kind = KIND_STR
         out.data = PyUnicode_AsUTF8AndSize(value, &out.size)
+        out.chars = PyUnicode_GET_LENGTH(value)
         return 1
     if PyBytes_CheckExact(value):
         out.kind = KIND_BYTES

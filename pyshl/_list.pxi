@@ -12,8 +12,11 @@ import os
 
 try:
     from types import GenericAlias as _GenericAlias
-except ImportError:              # Python 3.7 and 3.8
-    from typing import _GenericAlias
+except ImportError:              # Python 3.6 to 3.8
+    try:
+        from typing import _GenericAlias
+    except ImportError:          # 3.6 never calls __class_getitem__ (PEP 560 is 3.7)
+        _GenericAlias = None
 
 
 cdef class ShareableList:

@@ -74,20 +74,22 @@ class SharedMemoryManager(getattr(managers, "SharedMemoryManager", managers.Base
 
     def SharedMemory(self, size):
         """A new SharedMemory of ``size`` bytes, unlinked at the manager's shutdown."""
-        return self._track(SharedMemory(None, create=True, size=size, track=True))
+        return self._hand_out(lambda: SharedMemory(None, create=True, size=size, track=True))
 
     def ShareableList(self, sequence):
         """A new pyshl ShareableList of ``sequence``, unlinked at the manager's shutdown."""
-        sl = ShareableList(sequence, track=True)
-        self._track(sl.shm)
-        return sl
+        return self._hand_out(lambda: ShareableList(sequence, track=True))
 
-    def _track(self, shm):
+    def _hand_out(self, make):
+        """make() a list or segment and have the manager track it.  The manager is
+        reached first, so that nothing is created when it cannot be (not started)."""
         with self._Client(self._address, authkey=self._authkey) as conn:
+            made = make()
+            shm = getattr(made, "shm", made)
             try:
                 managers.dispatch(conn, None, "track_segment", (shm.name,))
             except BaseException:
                 shm.close()
                 shm.unlink()
                 raise
-        return shm
+        return made

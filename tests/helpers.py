@@ -19,6 +19,9 @@ needs_stdlib_list = pytest.mark.skipif(
 
 SHM_DIR = "/dev/shm"
 
+# subprocess.run(..., **CAPTURE): capture_output=True, text=True, as Python 3.6 spells it.
+CAPTURE = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+
 
 def segment_names():
     return {n for n in os.listdir(SHM_DIR) if n.startswith("psm_")}
@@ -46,7 +49,7 @@ def segment_exists(name):
 def run_python(code, *, check=True, timeout=120):
     """Run code in a fresh interpreter (a real, separate process)."""
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=timeout)
+                          **CAPTURE, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError("child failed (%d):\n%s\n%s"
                              % (proc.returncode, proc.stdout, proc.stderr))

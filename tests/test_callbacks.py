@@ -20,7 +20,7 @@ from pathlib import Path
 import callback_cases
 import pytest
 
-from helpers import SHM_DIR
+from helpers import CAPTURE, SHM_DIR
 
 SCRIPT = Path(__file__).resolve().parent / "callback_cases.py"
 CASE_IDS = list(callback_cases.CASES)
@@ -32,7 +32,7 @@ class Child:
 
     def __init__(self, case_ids):
         proc = subprocess.Popen([sys.executable, str(SCRIPT), *case_ids],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                **CAPTURE)
         try:
             # Returns once the child's resource tracker is gone too: it
             # shares the child's stderr.

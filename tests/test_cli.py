@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SHM_DIR, run_python
+from helpers import CAPTURE, SHM_DIR, run_python
 from pyshl import ShareableList
 
 
 def pyshl(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pyshl", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "pyshl", *args], **CAPTURE, timeout=timeout)
 
 
 def ls_json(*args):
@@ -174,7 +173,7 @@ def test_demo_aggregates_without_losing_updates():
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "pyshl"
     assert script.exists()
-    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(script), "--help"], **CAPTURE, timeout=60)
     assert proc.returncode == 0 and "usage: pyshl" in proc.stdout
 
 
@@ -240,7 +239,7 @@ def test_show_and_rm_refuse_entries_that_are_not_segments(not_segments):
 def as_nobody(*args):
     """Run this Python as user and group 65534 (nobody), with no other groups."""
     return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           sys.executable, *args], capture_output=True, text=True, timeout=60)
+                           sys.executable, *args], **CAPTURE, timeout=60)
 
 
 def test_ls_and_show_work_for_a_user_who_may_only_read(make):
@@ -292,7 +291,7 @@ def test_ls_show_and_rm_do_not_import_numpy(make):
     name = make([1.5, "x"]).shm.name
     for args in (("ls", "--all"), ("show", name), ("rm", "psm_missing_%d" % os.getpid())):
         proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "pyshl", *args],
-                              capture_output=True, text=True, timeout=60)
+                              **CAPTURE, timeout=60)
         imported = {line.rpartition("|")[2].strip() for line in proc.stderr.splitlines()
                     if line.startswith("import time:")}
         assert "pyshl._segments" in imported, args
@@ -302,7 +301,7 @@ def test_ls_show_and_rm_do_not_import_numpy(make):
 def test_version_matches_the_installed_metadata():
     # pip reads the installed metadata on every Python (importlib.metadata is 3.8+).
     shown = subprocess.run([sys.executable, "-m", "pip", "show", "pyshl"],
-                           capture_output=True, text=True, check=True).stdout
+                           **CAPTURE, check=True).stdout
     installed = next(line.split(":", 1)[1].strip() for line in shown.splitlines()
                      if line.startswith("Version:"))
     proc = pyshl("--version")

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from helpers import CAPTURE
 from pyshl import ShareableList
 
 OTHER = os.environ.get("PYSHL_OTHER_PYTHON")
@@ -17,8 +18,7 @@ pytestmark = pytest.mark.skipif(not OTHER, reason="PYSHL_OTHER_PYTHON is not set
 
 
 def run_other(code):
-    proc = subprocess.run([OTHER, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([OTHER, "-c", textwrap.dedent(code)], **CAPTURE, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split("\n")
 

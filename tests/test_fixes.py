@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import assert_no_new_segments, run_python, segment_names
+from helpers import assert_no_new_segments, needs_stdlib_list, run_python, segment_names
 from pyshl import ShareableList, UnsupportedTypeError
 
 
@@ -17,6 +17,28 @@ def test_non_ascii_text_round_trips(make, text):
     assert sl._get_packing_format(0) == "%ds" % (8 * (len(text.encode()) // 8 + 1))
     sl[0] = text          # rewriting fits exactly
     assert sl[0] == text
+
+
+@pytest.mark.parametrize("text, slot", [("encodés", 8), ("éééé", 8), ("aé", 8), ("€", 8),
+                                        ("a" * 7 + "é", 16), ("ééééé", 16), ("€" * 3, 16)])
+def test_str_slots_are_the_stdlib_size_wherever_the_text_fits_it(make, text, slot):
+    # The standard library sizes by characters: 8 * (len // 8 + 1).  Where
+    # the UTF-8 fits that slot, pyshl makes the very same slot; only where it
+    # would truncate does pyshl size by bytes.
+    stdlib_slot = 8 * (len(text) // 8 + 1)
+    assert slot == (stdlib_slot if len(text.encode()) <= stdlib_slot
+                    else 8 * (len(text.encode()) // 8 + 1))
+    sl = make([text, "x"])
+    assert sl._get_packing_format(0) == "%ds" % slot and sl[0] == text
+
+
+@needs_stdlib_list
+@pytest.mark.parametrize("text", ["encodés", "éééé", "aé", "€", "a" * 7 + "é", "naïve café"])
+def test_copies_of_fitting_non_ascii_text_are_byte_identical(make, text):
+    ours, theirs = make([text, 1, "plain"]), make.std([text, 1, "plain"])
+    assert bytes(ours.shm.buf) == bytes(theirs.shm.buf)
+    copy = make(ours)
+    assert bytes(copy.shm.buf) == bytes(theirs.shm.buf) and copy.format == theirs.format
 
 
 def test_non_ascii_write_is_checked_in_bytes(make):

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from helpers import segment_exists
+from helpers import CAPTURE, segment_exists
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork is tested on Linux")
 
@@ -22,7 +22,7 @@ def run_quietly(code, tmp_path):
     its __main__); it must pass and print nothing on stderr."""
     script = tmp_path / "scenario.py"
     script.write_text(textwrap.dedent(code))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(script)], **CAPTURE,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for word in TRACKER_NOISE:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_python
+from helpers import CAPTURE, run_python
 from pyshl import ShareableList
 
 Q = struct.Struct("q")
@@ -189,7 +189,7 @@ def test_fuzzed_segments_never_crash(seed):
     # and the atomics, in a subprocess so that a crash is a failure rather
     # than the end of the run.
     proc = subprocess.run([sys.executable, str(HERE / "hostile_ops.py"), str(seed), str(CASES)],
-                          capture_output=True, text=True, timeout=900)
+                          **CAPTURE, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "ok %d" % CASES
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import (
+    CAPTURE,
     assert_no_new_segments,
     needs_stdlib_list,
     run_python,
@@ -304,7 +305,7 @@ def test_unlink_with_a_view_alive_in_another_process(make):
             view[0] = 10
             print(view.sum(), flush=True)
         """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdin=subprocess.PIPE, **CAPTURE)
     assert child.stdout.readline().strip() == "ready"
     sl.view()[1] = 20
     sl.close()
