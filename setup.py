@@ -1,7 +1,7 @@
 import os
 
-from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 # PYSHL_SANITIZE=1 builds the extensions with AddressSanitizer and
 # UndefinedBehaviorSanitizer; any report aborts the process, so it fails the
@@ -27,4 +27,17 @@ extensions = [
               extra_compile_args=compile_args, extra_link_args=link_args),
 ]
 
-setup(ext_modules=cythonize(extensions, language_level=3))
+
+class cythonize_then_build_ext(build_ext):
+    """Cythonize only when the extensions are built, so that an sdist ships the
+    .pyx sources and never generated C."""
+
+    def run(self):
+        from Cython.Build import cythonize
+        for extension, compiled in zip(self.extensions,
+                                       cythonize(self.extensions, language_level=3)):
+            extension.sources = compiled.sources      # the generated .c files
+        super().run()
+
+
+setup(ext_modules=extensions, cmdclass={"build_ext": cythonize_then_build_ext})

@@ -249,7 +249,7 @@ cdef class ShareableList:
 
     def _get_packing_format(self, position):
         "Gets the packing format for a single value stored in the list."
-        cdef Py_ssize_t k = _position(self, position, "Requested position out of range.")
+        cdef Py_ssize_t k = _position(self, position, "Requested position out of range")
         cdef Mapping pinned = _pin(self)
         word = PyBytes_FromStringAndSize(self._layout.formats + 8 * k, 8)
         return word.rstrip(b"\0").decode("utf-8")

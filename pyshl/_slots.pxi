@@ -5,7 +5,7 @@ from cpython.float cimport PyFloat_FromDouble
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.number cimport PyNumber_AsSsize_t
+from cpython.number cimport PyNumber_Index
 from cpython.ref cimport Py_INCREF
 from cpython.sequence cimport PySequence_Fast
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -53,22 +53,22 @@ cdef inline Py_ssize_t _position(ShareableList sl, object index, str message) ex
     Converting the index may run Python code (__index__), so the list's being
     open is checked after it; callers then pin the mapping to hold it.
     """
-    cdef Py_ssize_t k
-    cdef long long wide
+    cdef long long k
     cdef int overflow = 0
-    if PyLong_CheckExact(index):
-        wide = PyLong_AsLongLongAndOverflow(index, &overflow)
-        if overflow:
-            raise IndexError(message)
-        k = <Py_ssize_t>wide
-    else:
-        k = PyNumber_AsSsize_t(index, IndexError)
+    if not PyLong_CheckExact(index):
+        index = PyNumber_Index(index)
+    k = PyLong_AsLongLongAndOverflow(index, &overflow)
     _pin(sl)
     if k < 0:
         k += sl._layout.n
-    if <size_t>k >= <size_t>sl._layout.n:
-        raise IndexError(message)
-    return k
+    if overflow or <unsigned long long>k >= <unsigned long long>sl._layout.n:
+        _out_of_range(sl, index, message)
+    return <Py_ssize_t>k
+
+
+cdef int _out_of_range(ShareableList sl, object index, str message) except -1:
+    # The standard library's message first, then the index and the length.
+    raise IndexError("%s: %d, for a ShareableList of %d items" % (message, index, sl._layout.n))
 
 
 # ---------------------------------------------------------------------------

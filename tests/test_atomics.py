@@ -98,7 +98,7 @@ def _reader(sl, seconds, bad):
 def test_readers_never_see_torn_values(make):
     sl = make([0.0 if k % 2 == 0 else 0 for k in range(64)])
     ctx = multiprocessing.get_context("fork")
-    bad = ctx.Value("q", 0)
+    bad = ctx.Value("l", 0)      # ("q" is 3.7+)
     procs = [ctx.Process(target=_writer, args=(sl, 1.5, s)) for s in range(2)]
     procs += [ctx.Process(target=_reader, args=(sl, 1.5, bad)) for _ in range(2)]
     for p in procs:

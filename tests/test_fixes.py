@@ -54,13 +54,17 @@ def test_non_ascii_write_is_checked_in_bytes(make):
 def test_out_of_range_indexes_raise(make):
     sl = make([1, 2, 3])
     before = bytes(sl.shm.buf)
-    for bad in (3, -4, 10**6, -10**6, 2**70, -2**70):
-        with pytest.raises(IndexError):
+    for bad in (3, -4, 10**6, -10**6, 2**70, -2**70, 10**30, np.int64(7)):
+        # The standard library's message, then the index and the length.
+        named = r": %d, for a ShareableList of 3 items" % bad
+        with pytest.raises(IndexError, match="^index out of range" + named):
             sl[bad]
-        with pytest.raises(IndexError):
+        with pytest.raises(IndexError, match="^assignment index out of range" + named):
             sl[bad] = 99
-        with pytest.raises(IndexError):
+        with pytest.raises(IndexError, match="^Requested position out of range" + named):
             sl._get_packing_format(bad)
+        with pytest.raises(IndexError, match=named):
+            sl.fetch_add(bad, 1)
     assert bytes(sl.shm.buf) == before
     assert sl[-3] == 1 and sl[np.int64(2)] == 3
     with pytest.raises(TypeError):

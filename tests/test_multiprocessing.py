@@ -1,6 +1,7 @@
 """Lists travel to Pool, ProcessPoolExecutor and Process workers; the manager cleans up."""
 import concurrent.futures
 import multiprocessing
+import sys
 
 import pytest
 
@@ -31,6 +32,8 @@ def test_pool(make, method):
     assert sl.tolist() == [8] + ["done %d" % i for i in range(1, 9)]
 
 
+@pytest.mark.skipif(sys.version_info < (3, 7),
+                    reason="ProcessPoolExecutor takes mp_context from Python 3.7")
 @pytest.mark.parametrize("method", METHODS)
 def test_process_pool_executor(make, method):
     sl = make([0] + ["pending"] * 4)

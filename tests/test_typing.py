@@ -69,7 +69,8 @@ def _stub_members(stub, class_name):
             for item in node.body:
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     a = item.args
-                    members[item.name] = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+                    positional = getattr(a, "posonlyargs", []) + a.args   # (3.8+ has /)
+                    members[item.name] = [p.arg for p in positional + a.kwonlyargs]
     return members
 
 
