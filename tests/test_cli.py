@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import pyshl as pyshl_package
 from helpers import CAPTURE, SHM_DIR, run_python
 from pyshl import ShareableList
 
@@ -315,3 +316,19 @@ def test_version_matches_the_installed_metadata():
     assert proc.stdout.strip() == "pyshl %s" % installed
     import pyshl as package
     assert package.__version__ == installed
+
+
+def test_an_unbuilt_source_tree_explains_itself_in_one_line(tmp_path):
+    # `python -m pyshl` from the root of a clone imports the source folder; if
+    # its extension is not built there, one line says so.  (-S keeps any
+    # installed pyshl out of the way.)
+    package = Path(pyshl_package.__file__).resolve().parent
+    (tmp_path / "pyshl").mkdir()
+    for source in package.glob("*.py"):
+        (tmp_path / "pyshl" / source.name).write_text(source.read_text())
+    proc = subprocess.run([sys.executable, "-S", "-m", "pyshl", "ls"], cwd=str(tmp_path),
+                          **CAPTURE, timeout=60)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "compiled core is not built" in lines[0] and "pip install ." in lines[0]
