@@ -167,6 +167,13 @@ def cmd_demo(args):
     return 0
 
 
+def _command(commands, run, name, **help_texts):
+    """A subcommand `name` that calls run(args)."""
+    command = commands.add_parser(name, **help_texts)
+    command.set_defaults(run=run)
+    return command
+
+
 def parser():
     main_parser = argparse.ArgumentParser(
         prog="pyshl",
@@ -178,8 +185,7 @@ def parser():
     commands = main_parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True     # (the keyword is 3.7+)
 
-    ls = commands.add_parser(
-        "ls", help="list the ShareableLists in /dev/shm",
+    ls = _command(commands, cmd_ls, "ls", help="list the ShareableLists in /dev/shm",
         description="List the segments in /dev/shm that hold a valid ShareableList "
                     "(pyshl's or the standard library's): name, items, bytes, the types of "
                     "the items, owner and age.  Segments are attached read-only, so this "
@@ -188,10 +194,8 @@ def parser():
                     help="list every entry in /dev/shm, with why it is not a list "
                          "(other blocks, symlinks, directories, FIFOs)")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ls.set_defaults(run=cmd_ls)
 
-    show = commands.add_parser(
-        "show", help="print a list's contents",
+    show = _command(commands, cmd_show, "show", help="print a list's contents",
         description="Print a ShareableList's size, item types, format and items (the first "
                     "and last of a long list).  It is attached read-only: showing it never "
                     "changes or unlinks it.")
@@ -200,18 +204,15 @@ def parser():
                       "non-finite floats as strings, corrupt items as errors")
     show.add_argument("--limit", type=positive_int, default=20, metavar="N",
                       help="show at most N items (default 20)")
-    show.set_defaults(run=cmd_show)
 
-    rm = commands.add_parser(
-        "rm", help="unlink segments",
+    rm = _command(commands, cmd_rm, "rm", help="unlink segments",
         description="Unlink shared memory segments by name.  Processes that have them "
                     "open keep them until they close; the name is gone at once.  Entries "
                     "that are not segments (symlinks, directories...) are left alone.")
     rm.add_argument("names", nargs="+", metavar="NAME")
-    rm.set_defaults(run=cmd_rm)
 
-    bench = commands.add_parser(
-        "bench", help="self-check, then time pyshl against the stdlib",
+    bench = _command(
+        commands, cmd_bench, "bench", help="self-check, then time pyshl against the stdlib",
         description="Check that pyshl and the standard library read and write each other's "
                     "lists, then time a plain list, the standard ShareableList and pyshl side "
                     "by side (medians; read the ratios).  benchmarks/bench_core.py runs the "
@@ -220,17 +221,15 @@ def parser():
                        help="items (default 100,000)")
     bench.add_argument("--repeat", type=positive_int, default=5,
                        help="repeats per timing (default 5)")
-    bench.set_defaults(run=cmd_bench)
 
-    demo = commands.add_parser(
-        "demo", help="many workers aggregating into one shared histogram",
+    demo = _command(
+        commands, cmd_demo, "demo", help="many workers aggregating into one shared histogram",
         description="Run the example in pyshl/demo.py: worker processes add latency "
                     "counts into a shared histogram with add_at and fetch_add, no lock.")
     demo.add_argument("--workers", type=positive_int, default=4,
                       help="worker processes (default 4)")
     demo.add_argument("--requests", type=positive_int, default=2_000_000,
                       help="requests per worker (default 2,000,000)")
-    demo.set_defaults(run=cmd_demo)
     return main_parser
 
 
