@@ -1,9 +1,7 @@
-# Atomic updates of int and float items: fetch_add, compare_exchange, load, store, add_at.
+# Atomic updates of one int or float item: fetch_add, compare_exchange, load, store.
 
-cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_FromDouble
 from cpython.long cimport PyLong_AsDouble, PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.number cimport PyIndex_Check, PyNumber_Index
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
 
@@ -113,7 +111,7 @@ cdef bint _compare_exchange(ShareableList sl, object index, object expected,
         if not (e.is_int and w.is_int):
             raise TypeError("item %d is an int: expected and desired must be ints" % k)
         if w.overflow:
-            raise OverflowError("desired %r does not fit in int64" % desired)
+            raise OverflowError("desired %r does not fit in int64" % (desired,))
         if e.overflow:
             return False
         current = e.ival
@@ -148,98 +146,11 @@ cdef int _store(ShareableList sl, object index, object value) except -1:
             raise TypeError("item %d is an int: store() keeps the type, use sl[i] = v "
                             "to change it" % k)
         if v.overflow:
-            raise OverflowError("%r does not fit in int64" % value)
+            raise OverflowError("%r does not fit in int64" % (value,))
         store_seq_i64(p, v.ival)
     else:
         if v.is_int:
             raise TypeError("item %d is a float: store() keeps the type, use sl[i] = v "
                             "to change it" % k)
         store_seq_i64(p, double_as_i64(v.dval))
-    return 0
-
-
-# One validated target of add_at: its slot and whether it holds a float.
-cdef struct Target8:
-    char* ptr
-    bint is_float
-
-
-@cython.boundscheck(False)   # every index is checked against n, and j < m, by hand
-@cython.wraparound(False)
-cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
-    np = _numpy()
-    cdef Py_ssize_t j, m, n, bad_index = -1, skipped = 0
-    cdef int64_t k
-    cdef int kind
-    cdef int64_t old
-    cdef bint int_deltas, scalar
-    cdef Target8* targets
-    cdef Mapping pinned
-    n = sl._layout.n
-    # Converting the arguments may run Python code (__array__, __index__,
-    # dtype lookups): it all happens before the mapping is pinned.
-    index_array = np.asarray(indices)
-    if index_array.size == 0:
-        index_array = index_array.astype(np.int64)   # [] is float64: nothing to add
-    if index_array.dtype.kind not in "iu":
-        raise TypeError("add_at indices must be an integer array, not %s" % index_array.dtype)
-    delta_array = np.asarray(deltas)
-    if delta_array.dtype.kind not in "biuf" or delta_array.dtype.itemsize > 8:
-        raise TypeError("add_at deltas must be integers or floats, not %s" % delta_array.dtype)
-    int_deltas = delta_array.dtype.kind != "f"
-    scalar = delta_array.ndim == 0
-    if not scalar:
-        delta_array = np.broadcast_to(delta_array, index_array.shape).ravel()
-    index_array = index_array.ravel()
-    m = index_array.shape[0]
-    if m == 0:
-        return 0
-    # int(): NumPy 1.x compares uint64 with a Python int through float64.
-    if index_array.dtype.kind == "u" and int(index_array.max()) >= n:
-        raise IndexError("add_at index %d is out of range for a ShareableList of %d items"
-                         % (index_array.max(), n))
-    if int_deltas and delta_array.dtype.kind == "u" and delta_array.size \
-            and int(delta_array.max()) > 9223372036854775807:
-        raise OverflowError("a uint64 delta does not fit in int64")
-    cdef const int64_t[::1] idx = np.ascontiguousarray(index_array, dtype=np.int64)
-    delta_array = np.ascontiguousarray(delta_array, dtype=np.int64 if int_deltas else np.float64)
-    cdef const int64_t[::1] int_delta
-    cdef const double[::1] float_delta
-    if int_deltas:
-        int_delta = delta_array.reshape(-1)
-    else:
-        float_delta = delta_array.reshape(-1)
-    cdef Py_ssize_t step = 0 if scalar else 1
-    pinned = _pin_writable(sl)       # also keeps it mapped while the GIL is released
-    targets = <Target8*>PyMem_Malloc(m * sizeof(Target8))
-    if targets == NULL:
-        raise MemoryError()
-    try:
-        # Pass 1: every target slot is valid, numeric, aligned and of a type
-        # the deltas can go into -- before anything is written.
-        for j in range(m):
-            k = idx[j] + n if idx[j] < 0 else idx[j]
-            if <uint64_t>k >= <uint64_t>n:
-                raise IndexError("add_at index %d is out of range for a ShareableList of "
-                                 "%d items" % (idx[j], n))
-            kind = _atomic_slot(sl, k, &targets[j].ptr, "add_at")
-            targets[j].is_float = kind == KIND_FLOAT
-            if kind == KIND_INT and not int_deltas:
-                raise TypeError("add_at cannot add float deltas to item %d, an int" % k)
-        # Pass 2: the additions.
-        with nogil:
-            for j in range(m):
-                if targets[j].is_float:
-                    fetch_add_f64(targets[j].ptr, <double>int_delta[j * step] if int_deltas
-                                  else float_delta[j * step])
-                elif fetch_add_i64(targets[j].ptr, int_delta[j * step], &old):
-                    skipped += 1
-                    if bad_index < 0:
-                        bad_index = j
-    finally:
-        PyMem_Free(targets)
-    if skipped:
-        raise OverflowError("%d of %d additions would have overflowed int64 and were not "
-                            "applied (the first at index %d); the others were"
-                            % (skipped, m, index_array[bad_index]))
     return 0

@@ -50,4 +50,5 @@ cdef class ShareableList:
     cdef Mapping _map             # the pinned-by-callers mapping; _CLOSED once closed
     cdef pyshl_layout _layout     # where the tables are in _map
     cdef object _creator_pid      # the pid that created the segment; None when attached
+    cdef bint _bound              # __init__ has begun: a second call is refused
     cdef object __weakref__

@@ -28,5 +28,6 @@ include "_formats.pxi"        # item kinds: the table, format entries, packing v
 include "_slots.pxi"          # pinning, indexes, decoding one slot, reading and writing items
 include "_construction.pxi"   # plan, fill and publish a new segment; attach to one
 include "_scans.pxi"          # count, index and `in`, vectorised over runs of numbers
-include "_atomics.pxi"        # fetch_add, compare_exchange, load, store, add_at
+include "_atomics.pxi"        # fetch_add, compare_exchange, load, store of one item
+include "_aggregate.pxi"      # add_at: each target's deltas combined, one atomic add each
 include "_list.pxi"           # the ShareableList class and its iterator

@@ -62,7 +62,7 @@ cdef int _fill(object items, pyshl_layout* layout) except -1:
         if not _pack_exact(item, &v):
             raise RuntimeError("the sequence changed while a ShareableList was built from it")
         size = _packed_slot_size(&v)
-        if offset + size > layout.data_size:
+        if size > MAX_SLOT or offset + size > layout.data_size:
             raise RuntimeError("the sequence changed while a ShareableList was built from it")
         store_i64(<char*>layout.offsets + 8 * k, offset)
         if v.kind == KIND_STR or v.kind == KIND_BYTES:
@@ -93,10 +93,11 @@ cdef int _create(ShareableList sl, object sequence, object name, object track) e
         # Some items are subclasses or NumPy scalars: convert, then plan.
         items = [x if _is_exact(x) else _normalise(x) for x in items]
         data_size = _plan(items)
-    _new_segment(sl, PySequence_Fast_GET_SIZE(items), data_size, name, track)
+    cdef Mapping pinned = _new_segment(sl, PySequence_Fast_GET_SIZE(items), data_size,
+                                       name, track)
     try:
         _fill(items, &sl._layout)
-        _publish(sl)
+        _publish(sl, pinned)
     except BaseException:
         _discard(sl)
         raise
@@ -109,7 +110,7 @@ cdef int _create_from_array(ShareableList sl, object array, object name,
     cdef Py_ssize_t k, n = len(array)
     cdef int kind = _array_kind(array.dtype)
     np = _numpy()
-    _new_segment(sl, n, 8 * n, name, track)
+    cdef Mapping pinned = _new_segment(sl, n, 8 * n, name, track)
     cdef pyshl_layout* layout = &sl._layout
     try:
         for k in range(n + 1):
@@ -118,46 +119,55 @@ cdef int _create_from_array(ShareableList sl, object array, object name,
             store_i64(layout.formats + 8 * k, <int64_t>KIND_FORMAT[kind])
         # Codes stay 0, as the fresh segment is zeroed.
         if n:
-            offset = layout.data - sl._map.addr
+            offset = layout.data - pinned.addr
             if kind == KIND_BOOL:   # the flag byte of each "xxxxxxx?" slot
-                target = np.ndarray((n,), np.bool_, buffer=sl._map, offset=offset + 7,
+                target = np.ndarray((n,), np.bool_, buffer=pinned, offset=offset + 7,
                                     strides=(8,))
             else:
-                target = np.ndarray((n,), ITEM_KINDS[kind][4], buffer=sl._map, offset=offset)
+                target = np.ndarray((n,), ITEM_KINDS[kind][4], buffer=pinned, offset=offset)
             target[...] = array
-        _publish(sl)
+            del target
+        _publish(sl, pinned)
     except BaseException:
         _discard(sl)
         raise
     return 0
 
 
-cdef int _new_segment(ShareableList sl, Py_ssize_t n, int64_t data_size, object name,
-                      object track) except -1:
-    """Create a zeroed segment for n items and data_size bytes of slots, and
-    take its geometry from the plan.  Its header still says "0 items" until
-    _publish(): a process attaching meanwhile sees an empty list."""
-    total = 8 * (n + 2) + data_size + 9 * n
+cdef Mapping _new_segment(ShareableList sl, Py_ssize_t n, int64_t data_size, object name,
+                          object track):
+    """Create a zeroed segment for n items and data_size bytes of slots, take
+    its geometry from the plan, and return its mapping, for the caller to hold
+    until _publish().  The header still says "0 items" until then: a process
+    attaching meanwhile sees an empty list."""
+    cdef int64_t total = 8 * (n + 2) + data_size + 9 * n
     shm = SharedMemory(name, create=True, size=total,
                        track=True if track is None else track)
     sl.shm = shm
     sl._creator_pid = os.getpid()
-    _set_geometry(sl, shm._mmap, n, data_size)
-    return 0
+    cdef Mapping m = shm._mmap
+    if m.size != total:       # another process resized the file meanwhile
+        _discard(sl)
+        raise RuntimeError("shared memory segment %r was resized while it was created"
+                           % shm.name)
+    _set_geometry(sl, m, n, data_size)
+    return m
 
 
-cdef int _publish(ShareableList sl) except -1:
+cdef int _publish(ShareableList sl, Mapping pinned) except -1:
     """Check that the slots written are exactly the plan, then write the header.
 
     The header goes last, so no process can attach to a list whose header
     disagrees with its slots: the item count after the data size.
     """
+    if sl._map is not pinned or pinned.closed:
+        raise _closed_error()     # Python code run meanwhile closed the new list
     cdef int64_t filled = load_i64(sl._layout.offsets + 8 * sl._layout.n)
     if filled != sl._layout.data_size:
         raise RuntimeError("the items changed while a ShareableList was built from "
                            "them: %d bytes of slots were planned and %d written"
                            % (sl._layout.data_size, filled))
-    store_seq_i64(sl._map.addr, sl._layout.n)
+    store_seq_i64(pinned.addr, sl._layout.n)
     return 0
 
 
@@ -166,11 +176,12 @@ cdef int _discard(ShareableList sl) except -1:
     shm, sl.shm = sl.shm, None
     sl._map = _CLOSED
     sl._creator_pid = None
-    shm.close()
+    # Cleaning up must not replace the error that brought us here.
     try:
+        shm.close()
         shm.unlink()
-    except FileNotFoundError:
-        pass    # Python code run meanwhile (a finalizer) removed the name
+    except Exception:
+        pass    # e.g. Python code run meanwhile (a finalizer) removed the name
     return 0
 
 
@@ -193,7 +204,7 @@ cdef int _bind(ShareableList sl, object shm) except -1:
     if size < 16:
         raise ValueError("shared memory segment %r (%d bytes) is too small to be "
                          "a ShareableList" % (shm.name, size))
-    n = load_i64(m.addr)
+    n = load_seq_i64(m.addr)     # pairs with _publish(): then the rest is visible
     if n < 0 or n > (size - 16) // 17:
         raise ValueError("shared memory segment %r is not a valid ShareableList: "
                          "item count %d does not fit its %d bytes" % (shm.name, n, size))

@@ -39,10 +39,11 @@ cdef class ShareableList:
         self._map = _CLOSED
 
     def __init__(self, sequence=None, *, name=None, track=None, readonly=False):
-        if self.shm is not None:
-            raise RuntimeError("this ShareableList is already bound to segment %r: "
-                               "make a new ShareableList instead of calling __init__ again"
-                               % self.shm.name)
+        if self._bound:
+            raise RuntimeError("this ShareableList is already bound to segment %r: make a "
+                               "new ShareableList instead of calling __init__ again"
+                               % (None if self.shm is None else self.shm.name))
+        self._bound = True
         # Python-level arguments are converted before any segment exists.
         if isinstance(name, str):
             name = str.__str__(name)

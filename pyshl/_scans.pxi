@@ -110,10 +110,11 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
     cdef Py_ssize_t k, j, m, hits, found = 0, n = sl._layout.n
     cdef int64_t start
     cdef uint64_t word
-    cdef Mapping pinned = _pin(sl)
-    _make_target(value, &t)
+    cdef Mapping pinned
+    _make_target(value, &t)       # may allocate an exception: before the pin
     if t.kind == KIND_OTHER:
         return _scan_python(sl, value, count_all, contains)
+    pinned = _pin(sl)
     cdef const pyshl_layout* layout = &sl._layout
     k = 0
     while k < n:
@@ -146,7 +147,7 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
 cdef Py_ssize_t _scan_python(ShareableList sl, object value, bint count_all,
                              bint contains) except -2:
     """The scan for values of other types: each item built and compared in Python."""
-    cdef Mapping pinned
+    cdef Mapping pinned = _pin(sl)
     cdef Py_ssize_t k, found = 0
     cdef bint hit
     for k in range(sl._layout.n):

@@ -206,9 +206,16 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
         self._mmap = mapping
         self._buf = memoryview(mapping)
         self._readonly = readonly
-        self._track = track
+        self._track = False
         if track:
-            resource_tracker().register(self._name, "shared_memory")
+            try:
+                resource_tracker().register(self._name, "shared_memory")
+            except BaseException:
+                if create:          # a segment nobody tracks would outlive us all
+                    self.close()
+                    unlink_segment(name)
+                raise
+            self._track = True
 
     @property
     def readonly(self):

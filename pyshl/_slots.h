@@ -84,7 +84,9 @@ static inline int64_t pyshl_regular_run(const pyshl_layout *l, Py_ssize_t k, Py_
     Py_ssize_t i;
     memcpy(&start, l->offsets + 8 * k, 8);
     memcpy(&end, l->offsets + 8 * (k + m), 8);
-    if (start < 0 || end > l->data_size || end - start != 8 * (int64_t)m)
+    /* unsigned: the offsets are unvalidated, a signed difference could wrap */
+    if (!((uint64_t)start <= (uint64_t)end && (uint64_t)end <= (uint64_t)l->data_size
+          && (uint64_t)end - (uint64_t)start == 8 * (uint64_t)m))
         return -1;
     for (i = 0; i < m; i++) {
         memcpy(&f, l->formats + 8 * (k + i), 8);
@@ -169,6 +171,108 @@ static inline int64_t pyshl_load_seq_i64(const char *p) {
 
 static inline void pyshl_store_seq_i64(char *p, int64_t v) {
     __atomic_store_n((int64_t *)p, v, __ATOMIC_SEQ_CST);
+}
+
+/* add_at: one atomic add per distinct target ----------------------------- */
+
+/* Normalise m indices (negative ones count from n) and find their range:
+   -1 with *lo, *hi set, or the position of the first index outside -n..n-1.
+   The common case, all in 0..n-1, is one vectorised min/max pass. */
+static inline Py_ssize_t pyshl_index_range(const int64_t *idx, Py_ssize_t m, int64_t n,
+                                           int64_t *lo, int64_t *hi) {
+    int64_t min = INT64_MAX, max = INT64_MIN, k;
+    Py_ssize_t j;
+    for (j = 0; j < m; j++) {
+        k = idx[j] < 0 ? idx[j] + n : idx[j];
+        min = k < min ? k : min;
+        max = k > max ? k : max;
+    }
+    if (min >= 0 && max < n) {
+        *lo = min;
+        *hi = max;
+        return -1;
+    }
+    for (j = 0; j < m; j++) {
+        k = idx[j] < 0 ? idx[j] + n : idx[j];
+        if (k < 0 || k >= n)
+            return j;
+    }
+    /* An index changed meanwhile (the array is shared): take the whole list;
+       the passes below check every index again. */
+    *lo = 0;
+    *hi = n - 1;
+    return -1;
+}
+
+/* Target t = k - lo of index j, or -1 if it is outside 0..span-1 (the index
+   array changed since pyshl_index_range: it may live in shared memory). */
+static inline int64_t pyshl_target(const int64_t *idx, Py_ssize_t j, int64_t n, int64_t lo,
+                                   int64_t span) {
+    int64_t k = idx[j] < 0 ? idx[j] + n : idx[j];
+    return (uint64_t)(k - lo) < (uint64_t)span ? k - lo : -1;
+}
+
+/* Private sums per target.  Int deltas are summed as their positive and
+   negative parts (a part that overflows marks its target `slow`); float
+   deltas as a double.  delta_step 0: one scalar delta for every index.
+   0 on success, -1 if an index changed meanwhile (nothing shared is touched). */
+#define PYSHL_TOUCHED 1
+#define PYSHL_SLOW 2
+static inline int pyshl_sum_i64(const int64_t *idx, Py_ssize_t m, int64_t n, int64_t lo,
+                                int64_t span, const int64_t *deltas, Py_ssize_t delta_step,
+                                int64_t *pos, int64_t *neg, uint8_t *flags) {
+    Py_ssize_t j;
+    int64_t t, d;
+    for (j = 0; j < m; j++) {
+        if ((t = pyshl_target(idx, j, n, lo, span)) < 0)
+            return -1;
+        d = deltas[j * delta_step];
+        flags[t] |= PYSHL_TOUCHED;
+        if (d >= 0 ? __builtin_add_overflow(pos[t], d, &pos[t])
+                   : __builtin_add_overflow(neg[t], d, &neg[t]))
+            flags[t] |= PYSHL_SLOW;
+    }
+    return 0;
+}
+
+static inline int pyshl_count_targets(const int64_t *idx, Py_ssize_t m, int64_t n, int64_t lo,
+                                      int64_t span, int64_t *counts) {
+    Py_ssize_t j;
+    int64_t t;
+    for (j = 0; j < m; j++) {
+        if ((t = pyshl_target(idx, j, n, lo, span)) < 0)
+            return -1;
+        counts[t]++;
+    }
+    return 0;
+}
+
+static inline int pyshl_sum_f64(const int64_t *idx, Py_ssize_t m, int64_t n, int64_t lo,
+                                int64_t span, const double *deltas, Py_ssize_t delta_step,
+                                double *sums, uint8_t *flags) {
+    Py_ssize_t j;
+    int64_t t;
+    for (j = 0; j < m; j++) {
+        if ((t = pyshl_target(idx, j, n, lo, span)) < 0)
+            return -1;
+        sums[t] += deltas[j * delta_step];
+        flags[t] |= PYSHL_TOUCHED;
+    }
+    return 0;
+}
+
+/* Add a target's combined int deltas (its positive part, then its negative
+   part, atomically as one sum) -- but only if no order of adding them one at
+   a time could overflow from the current value; then the result is exactly
+   that of one-at-a-time adds.  0 if added; 1 if not (nothing is written). */
+static inline int pyshl_add_combined_i64(char *p, int64_t pos, int64_t neg) {
+    int64_t cur = __atomic_load_n((int64_t *)p, __ATOMIC_RELAXED), high, low;
+    do {
+        if (__builtin_add_overflow(cur, pos, &high) || __builtin_add_overflow(cur, neg, &low))
+            return 1;
+    } while (!__atomic_compare_exchange_n((int64_t *)p, &cur, high + neg, 1,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+    return 0;
 }
 
 /* Counting loops for scans: how many of m 8-byte values equal the target. */

@@ -208,8 +208,25 @@ cdef object _read_slot(ShareableList sl, Py_ssize_t k):
     while length > 0 and s.ptr[length - 1] == 0:
         length -= 1
     if s.kind == KIND_STR:
-        return PyUnicode_DecodeUTF8(s.ptr, length, NULL)
+        return _decode_utf8(s.ptr, length)
     return PyBytes_FromStringAndSize(s.ptr, length)
+
+
+cdef object _decode_utf8(const char* text, Py_ssize_t length):
+    """Decode from a private copy: another process may write the slot
+    meanwhile, and CPython's decoder must see the very bytes it checked."""
+    cdef char small[256]
+    cdef char* copy = small
+    if length > 256:
+        copy = <char*>PyMem_Malloc(length)
+        if copy == NULL:
+            raise MemoryError()
+    memcpy(copy, text, length)
+    try:
+        return PyUnicode_DecodeUTF8(copy, length, NULL)
+    finally:
+        if copy != small:
+            PyMem_Free(copy)
 
 
 cdef inline int _write(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
@@ -242,6 +259,8 @@ cdef int _check_write(ShareableList sl, Py_ssize_t k, Packed* v, Slot* s,
             new_format[0] = _text_format(s.size)
             width[0] = s.size
     else:
+        if s.size < 8:      # an "Ns" slot another writer made smaller than a number
+            raise ValueError("item %d's %d-byte slot cannot hold a number" % (k, s.size))
         new_format[0] = KIND_FORMAT[v.kind]
         width[0] = 8
     return 0

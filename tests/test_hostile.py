@@ -206,3 +206,45 @@ def test_corrupted_segment_reads_in_a_child_process(raw_segment):
         sl.close()
     """)
     assert "corrupt at item 0" in proc.stdout
+
+
+def test_a_run_whose_end_offsets_wrap_is_not_trusted():
+    # A scan checks items 0..255 as one run by off[0] and off[256]: with
+    # off[0] = 2**63 - 8*256 and off[256] = -2**63 their signed difference
+    # wraps to exactly 8*256.  A scan that trusted it would read 2**63 bytes away.
+    m = 300
+    offsets = [8 * k for k in range(m + 1)]
+    offsets[0], offsets[256] = 2**63 - 8 * 256, -2**63
+    code = """
+        import struct
+        from pyshl import ShareableList, SharedMemory
+        data = %r
+        shm = SharedMemory(create=True, size=len(data))
+        shm.buf[:] = data
+        sl = ShareableList(name=shm.name)
+        for scan in (lambda: sl.count(0), lambda: sl.index(0), lambda: 0 in sl):
+            try:
+                scan()
+            except ValueError as exc:
+                assert "corrupt" in str(exc) or "not in this container" in str(exc)
+        sl.close(); shm.close(); shm.unlink()
+    """ % layout(offsets, bytes(8 * m), [b"q"] * m, [0] * m)
+    run_python(code)
+
+
+def test_a_number_never_goes_into_a_text_slot_smaller_than_8_bytes(raw_segment):
+    # Another writer may make "1s" slots of 1 byte: a number does not fit.
+    name = raw_segment(layout([0, 1, 9], b"a" + bytes(8), [b"1s", b"q"], [1, 0]))
+    sl = ShareableList(name=name)
+    try:
+        before = bytes(sl.shm.buf)
+        for value in (5, 2.5, True, None):
+            with pytest.raises(ValueError, match="cannot hold a number"):
+                sl[0] = value
+            with pytest.raises(ValueError, match="cannot hold a number"):
+                sl[0:1] = [value]
+        assert bytes(sl.shm.buf) == before and sl.tolist() == ["a", 0]
+        sl[0] = "b"
+        assert sl[0] == "b"
+    finally:
+        sl.close()
