@@ -78,13 +78,12 @@ cdef int _atomic_slot_checked(ShareableList sl, Py_ssize_t k, char** ptr, str op
     return s.kind
 
 
-cdef object _fetch_add(ShareableList sl, object index, object delta):
-    cdef Number d
+# The operations on item k, its arguments converted and the mapping pinned:
+# shared by the list's methods (which take an index) and Cell's (bound to one).
+
+cdef object _fetch_add_item(ShareableList sl, Py_ssize_t k, Number* d, object delta):
     cdef char* p
     cdef int64_t old
-    _number_arg(delta, &d, "delta")
-    cdef Py_ssize_t k = _position(sl, index, "index out of range")
-    cdef Mapping pinned = _pin_writable(sl)
     if _atomic_slot(sl, k, &p, "fetch_add") == KIND_INT:
         if not d.is_int:
             raise TypeError("cannot add a float to item %d, an int (store a float "
@@ -98,15 +97,10 @@ cdef object _fetch_add(ShareableList sl, object index, object delta):
     return PyFloat_FromDouble(fetch_add_f64(p, d.dval))
 
 
-cdef bint _compare_exchange(ShareableList sl, object index, object expected,
-                            object desired) except -1:
-    cdef Number e, w
+cdef bint _compare_exchange_item(ShareableList sl, Py_ssize_t k, Number* e, Number* w,
+                                 object desired) except -1:
     cdef char* p
     cdef int64_t current, want
-    _number_arg(expected, &e, "expected")
-    _number_arg(desired, &w, "desired")
-    cdef Py_ssize_t k = _position(sl, index, "index out of range")
-    cdef Mapping pinned = _pin_writable(sl)
     if _atomic_slot(sl, k, &p, "compare_exchange") == KIND_INT:
         if not (e.is_int and w.is_int):
             raise TypeError("item %d is an int: expected and desired must be ints" % k)
@@ -126,21 +120,15 @@ cdef bint _compare_exchange(ShareableList sl, object index, object expected,
     return False
 
 
-cdef object _load(ShareableList sl, object index):
+cdef object _load_item(ShareableList sl, Py_ssize_t k):
     cdef char* p
-    cdef Py_ssize_t k = _position(sl, index, "index out of range")
-    cdef Mapping pinned = _pin(sl)
     if _atomic_slot(sl, k, &p, "load") == KIND_INT:
         return PyLong_FromLongLong(load_seq_i64(p))
     return PyFloat_FromDouble(i64_as_double(load_seq_i64(p)))
 
 
-cdef int _store(ShareableList sl, object index, object value) except -1:
-    cdef Number v
+cdef int _store_item(ShareableList sl, Py_ssize_t k, Number* v, object value) except -1:
     cdef char* p
-    _number_arg(value, &v, "value")
-    cdef Py_ssize_t k = _position(sl, index, "assignment index out of range")
-    cdef Mapping pinned = _pin_writable(sl)
     if _atomic_slot(sl, k, &p, "store") == KIND_INT:
         if not v.is_int:
             raise TypeError("item %d is an int: store() keeps the type, use sl[i] = v "
@@ -154,3 +142,53 @@ cdef int _store(ShareableList sl, object index, object value) except -1:
                             "to change it" % k)
         store_seq_i64(p, double_as_i64(v.dval))
     return 0
+
+
+cdef class Cell:
+    """One int or float item of a ShareableList, bound for atomic operations.
+
+    ``Cell(sl, index)``, or ``sl.cell(index)``.  Its methods are the list's atomics without the
+    index: the index is converted and checked once, when the cell is made, and
+    each call checks only that the item still holds an int or a float.  A cell
+    keeps its list alive and pickles with it, by name.
+    """
+    cdef readonly ShareableList list
+    cdef readonly Py_ssize_t index
+
+    def __cinit__(self, ShareableList sl not None, index):
+        self.index = _position(sl, index, "index out of range")
+        self.list = sl
+
+    def fetch_add(self, delta):
+        """Atomically add delta to the item; return the previous value."""
+        cdef Number d
+        _number_arg(delta, &d, "delta")
+        cdef Mapping pinned = _pin_writable(self.list)
+        return _fetch_add_item(self.list, self.index, &d, delta)
+
+    def compare_exchange(self, expected, desired):
+        """Atomically: if the item == expected, store desired; return whether it did."""
+        cdef Number e, w
+        _number_arg(expected, &e, "expected")
+        _number_arg(desired, &w, "desired")
+        cdef Mapping pinned = _pin_writable(self.list)
+        return _compare_exchange_item(self.list, self.index, &e, &w, desired)
+
+    def load(self):
+        """Atomically read the item."""
+        cdef Mapping pinned = _pin(self.list)
+        return _load_item(self.list, self.index)
+
+    def store(self, value):
+        """Atomically write the item with a value of its own type."""
+        cdef Number v
+        _number_arg(value, &v, "value")
+        cdef Mapping pinned = _pin_writable(self.list)
+        _store_item(self.list, self.index, &v, value)
+
+    def __reduce__(self):
+        return Cell, (self.list, self.index)
+
+    def __repr__(self):
+        name = self.list.shm.name if self.list.shm is not None else None
+        return "<Cell %d of ShareableList %r>" % (self.index, name)

@@ -204,7 +204,11 @@ cdef class ShareableList:
         overflow int64 raises OverflowError and leaves the item unchanged.  A
         float item takes an int or float delta.  Other items raise TypeError.
         """
-        return _fetch_add(self, index, delta)
+        cdef Number d
+        _number_arg(delta, &d, "delta")
+        cdef Py_ssize_t k = _position(self, index, "index out of range")
+        cdef Mapping pinned = _pin_writable(self)
+        return _fetch_add_item(self, k, &d, delta)
 
     def compare_exchange(self, index, expected, desired):
         """Atomically: if item == expected, store desired; return whether it did.
@@ -212,15 +216,31 @@ cdef class ShareableList:
         Same type only: an int item takes ints, a float item floats (compared
         as Python does: 0.0 == -0.0, NaN never equal).
         """
-        return _compare_exchange(self, index, expected, desired)
+        cdef Number e, w
+        _number_arg(expected, &e, "expected")
+        _number_arg(desired, &w, "desired")
+        cdef Py_ssize_t k = _position(self, index, "index out of range")
+        cdef Mapping pinned = _pin_writable(self)
+        return _compare_exchange_item(self, k, &e, &w, desired)
 
     def load(self, index):
         """Atomically read an int or float item (a sequentially consistent load)."""
-        return _load(self, index)
+        cdef Py_ssize_t k = _position(self, index, "index out of range")
+        cdef Mapping pinned = _pin(self)
+        return _load_item(self, k)
 
     def store(self, index, value):
         """Atomically write an int or float item with a value of its own type."""
-        _store(self, index, value)
+        cdef Number v
+        _number_arg(value, &v, "value")
+        cdef Py_ssize_t k = _position(self, index, "assignment index out of range")
+        cdef Mapping pinned = _pin_writable(self)
+        _store_item(self, k, &v, value)
+
+    def cell(self, index):
+        """A Cell bound to item ``index`` (an int or float): its atomics, without
+        converting and checking the index on every call."""
+        return Cell(self, index)
 
     def add_at(self, indices, deltas):
         """Atomically add deltas to the items at indices: numpy.add.at across processes.

@@ -1,10 +1,13 @@
 """Lock-free atomic updates: exact totals from many processes, no torn values."""
 import math
 import multiprocessing
+import pickle
 import time
 
 import numpy as np
 import pytest
+
+from helpers import run_python
 
 WORKERS = 4
 BINS = 16
@@ -246,3 +249,86 @@ def test_same_type_writes_do_not_rewrite_metadata(make):
     sl.fetch_add(0, 1)
     sl.store(1, 1.0)
     assert bytes(sl.shm.buf)[8 * 4 + 16:] == metadata
+
+
+def test_cells_are_the_atomics_bound_to_one_item(make):
+    sl = make([10, 2.5, "text"])
+    count, level = sl.cell(0), sl.cell(-2)
+    assert (count.list, count.index, level.index) == (sl, 0, 1)
+    assert count.fetch_add(5) == 10 and count.load() == 15
+    assert count.compare_exchange(15, 20) and not count.compare_exchange(15, 30)
+    count.store(7)
+    assert level.fetch_add(1) == 2.5 and level.load() == 3.5
+    with pytest.raises(TypeError, match="int"):
+        count.fetch_add(0.5)
+    with pytest.raises(OverflowError):
+        count.fetch_add(2**63)
+    with pytest.raises(TypeError, match="item 2 is a str"):
+        sl.cell(2).load()
+    with pytest.raises(IndexError, match="for a ShareableList of 3 items"):
+        sl.cell(3)
+    again = pickle.loads(pickle.dumps(count))
+    try:
+        assert again.index == 0 and again.fetch_add(1) == 7 and sl[0] == 8
+        assert len(pickle.dumps(count)) < 1024
+    finally:
+        again.list.close()
+    sl[0] = "now str"                      # the item's type is checked on every call
+    with pytest.raises(TypeError, match="is a str"):
+        count.load()
+    sl.close()
+    with pytest.raises(ValueError, match="closed"):
+        count.load()
+
+
+def test_a_cell_whose_argument_closes_the_list_raises_cleanly():
+    run_python("""
+        import gc
+        from pyshl import ShareableList
+
+        class Closer:
+            def __init__(self, sl):
+                self.sl = [sl]
+            def __index__(self):
+                self.sl.pop().close()
+                gc.collect()
+                return 1
+
+        def make():
+            sl = ShareableList([0, 0])
+            name = sl.shm.name
+            return sl.cell(0), name
+
+        cell, name = make()
+        for call in (lambda: cell.fetch_add(Closer(cell.list)),
+                     lambda: cell.store(Closer(cell.list)),
+                     lambda: cell.compare_exchange(0, Closer(cell.list))):
+            try:
+                call()
+            except ValueError as exc:
+                assert "closed" in str(exc), exc
+            else:
+                raise AssertionError("no error")
+        from pyshl import SharedMemory
+        shm = SharedMemory(name)
+        shm.close()
+        shm.unlink()
+    """)
+
+
+def _cell_worker(cell, updates):
+    for _ in range(updates):
+        cell.fetch_add(1)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_cells_from_many_processes_lose_nothing(make, method):
+    sl = make([0, 0.0])
+    ctx = multiprocessing.get_context(method)
+    procs = [ctx.Process(target=_cell_worker, args=(sl.cell(k % 2), 5000)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert sl.tolist() == [10000, 10000.0]

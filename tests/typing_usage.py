@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyshl import ShareableList, SharedMemory, SharedMemoryManager
+from pyshl import Cell, ShareableList, SharedMemory, SharedMemoryManager
 
 
 def use_lists() -> int:
@@ -15,6 +15,8 @@ def use_lists() -> int:
     previous: int = numbers.fetch_add(0, 1)
     swapped: bool = numbers.compare_exchange(0, 8, 9)
     numbers.add_at(np.array([0, 1]), 1)
+    counter: Cell[int] = numbers.cell(0)
+    previous += counter.fetch_add(1) + counter.load()
     total = int(numbers.view().sum()) + int(np.asarray(numbers).sum())
     for value in numbers:
         total += value
