@@ -1,5 +1,6 @@
 # Atomic updates of one int or float item: fetch_add, compare_exchange, load, store.
 
+cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_FromDouble
 from cpython.long cimport PyLong_AsDouble, PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
 from cpython.number cimport PyIndex_Check, PyNumber_Index
@@ -78,10 +79,38 @@ cdef int _atomic_slot_checked(ShareableList sl, Py_ssize_t k, char** ptr, str op
     return s.kind
 
 
+# Fast paths: exact ints and a valid, aligned int slot.  They run no Python
+# code between checking that the list is open and touching the slot, so they
+# need no pin; anything else (and every error) takes the full path below.
+
+cdef inline bint _exact_i64(object value, int64_t* out) noexcept:
+    """value as an int64, if it is an exact int that fits."""
+    return PyLong_CheckExact(value) and exact_int_value(value, out)
+
+
+cdef inline char* _int_slot_now(ShareableList sl, Py_ssize_t k, bint write) noexcept:
+    """Item k's int slot if the list is open (and writable) now, else NULL."""
+    if sl._map.closed or (write and sl._map.readonly):
+        return NULL
+    return int_slot(&sl._layout, k, KIND_FORMAT[KIND_INT])
+
+
+cdef inline char* _int_slot_at(ShareableList sl, object index, bint write) noexcept:
+    """_int_slot_now() of an index that is an exact int in range, else NULL."""
+    cdef int64_t k
+    if not _exact_i64(index, &k):
+        return NULL
+    if k < 0:
+        k += sl._layout.n
+    if <uint64_t>k >= <uint64_t>sl._layout.n:
+        return NULL
+    return _int_slot_now(sl, k, write)
+
+
 # The operations on item k, its arguments converted and the mapping pinned:
 # shared by the list's methods (which take an index) and Cell's (bound to one).
 
-cdef object _fetch_add_item(ShareableList sl, Py_ssize_t k, Number* d, object delta):
+cdef inline object _fetch_add_item(ShareableList sl, Py_ssize_t k, Number* d, object delta):
     cdef char* p
     cdef int64_t old
     if _atomic_slot(sl, k, &p, "fetch_add") == KIND_INT:
@@ -97,8 +126,8 @@ cdef object _fetch_add_item(ShareableList sl, Py_ssize_t k, Number* d, object de
     return PyFloat_FromDouble(fetch_add_f64(p, d.dval))
 
 
-cdef bint _compare_exchange_item(ShareableList sl, Py_ssize_t k, Number* e, Number* w,
-                                 object desired) except -1:
+cdef inline bint _compare_exchange_item(ShareableList sl, Py_ssize_t k, Number* e,
+                                        Number* w, object desired) except -1:
     cdef char* p
     cdef int64_t current, want
     if _atomic_slot(sl, k, &p, "compare_exchange") == KIND_INT:
@@ -120,14 +149,14 @@ cdef bint _compare_exchange_item(ShareableList sl, Py_ssize_t k, Number* e, Numb
     return False
 
 
-cdef object _load_item(ShareableList sl, Py_ssize_t k):
+cdef inline object _load_item(ShareableList sl, Py_ssize_t k):
     cdef char* p
     if _atomic_slot(sl, k, &p, "load") == KIND_INT:
         return PyLong_FromLongLong(load_seq_i64(p))
     return PyFloat_FromDouble(i64_as_double(load_seq_i64(p)))
 
 
-cdef int _store_item(ShareableList sl, Py_ssize_t k, Number* v, object value) except -1:
+cdef inline int _store_item(ShareableList sl, Py_ssize_t k, Number* v, object value) except -1:
     cdef char* p
     if _atomic_slot(sl, k, &p, "store") == KIND_INT:
         if not v.is_int:
@@ -144,47 +173,96 @@ cdef int _store_item(ShareableList sl, Py_ssize_t k, Number* v, object value) ex
     return 0
 
 
+@cython.final
 cdef class Cell:
     """One int or float item of a ShareableList, bound for atomic operations.
 
-    ``Cell(sl, index)``, or ``sl.cell(index)``.  Its methods are the list's atomics without the
-    index: the index is converted and checked once, when the cell is made, and
-    each call checks only that the item still holds an int or a float.  A cell
-    keeps its list alive and pickles with it, by name.
+    ``Cell(sl, index)``, or ``sl.cell(index)``.  Its methods are the list's
+    atomics without the index: the index is converted and checked once, when
+    the cell is made, and each call checks only that the list is open and the
+    item still holds an int or a float.  A cell keeps its list alive and
+    pickles with it, by name.
     """
     cdef readonly ShareableList list
     cdef readonly Py_ssize_t index
+    # The item's slot, checked when the cell was made (in the data area, 8
+    # bytes, aligned), or NULL.  Valid while the list is open: an open list
+    # keeps the mapping it had then, and offsets are never rewritten (a
+    # hostile rewrite leaves this a stale slot, still inside the mapping).
+    cdef char* _slot
 
     def __cinit__(self, ShareableList sl not None, index):
+        cdef uint64_t word
+        cdef int code
         self.index = _position(sl, index, "index out of range")
         self.list = sl
+        self._slot = slot8(&sl._layout, self.index, &word, &code)
+        if (<uintptr_t>self._slot) & 7:
+            self._slot = NULL
+
+    cdef inline char* _int_now(self, bint write) noexcept:
+        """The item's slot if the list is open (and writable) and the item an
+        int, else NULL: the fast path, with no Python code before the access."""
+        cdef ShareableList sl = self.list
+        cdef Py_ssize_t k = self.index
+        if (self._slot == NULL or sl._map.closed or (write and sl._map.readonly)
+                or load_u64(sl._layout.formats + 8 * k) != KIND_FORMAT[KIND_INT]
+                or sl._layout.codes[k] != CODE_NUMBER):
+            return NULL
+        return self._slot
 
     def fetch_add(self, delta):
         """Atomically add delta to the item; return the previous value."""
         cdef Number d
+        cdef ShareableList sl = self.list
+        cdef int64_t fast, old
+        cdef char* p
+        if _exact_i64(delta, &fast):
+            p = self._int_now(True)
+            if p != NULL and not fetch_add_i64(p, fast, &old):
+                return PyLong_FromLongLong(old)
         _number_arg(delta, &d, "delta")
-        cdef Mapping pinned = _pin_writable(self.list)
-        return _fetch_add_item(self.list, self.index, &d, delta)
+        cdef Mapping pinned = _pin_writable(sl)
+        return _fetch_add_item(sl, self.index, &d, delta)
 
     def compare_exchange(self, expected, desired):
         """Atomically: if the item == expected, store desired; return whether it did."""
         cdef Number e, w
+        cdef ShareableList sl = self.list
+        cdef int64_t fast_expected, fast_desired
+        cdef char* p
+        if _exact_i64(expected, &fast_expected) and _exact_i64(desired, &fast_desired):
+            p = self._int_now(True)
+            if p != NULL:
+                return cas_i64(p, &fast_expected, fast_desired)
         _number_arg(expected, &e, "expected")
         _number_arg(desired, &w, "desired")
-        cdef Mapping pinned = _pin_writable(self.list)
-        return _compare_exchange_item(self.list, self.index, &e, &w, desired)
+        cdef Mapping pinned = _pin_writable(sl)
+        return _compare_exchange_item(sl, self.index, &e, &w, desired)
 
     def load(self):
         """Atomically read the item."""
-        cdef Mapping pinned = _pin(self.list)
-        return _load_item(self.list, self.index)
+        cdef ShareableList sl = self.list
+        cdef char* p = self._int_now(False)
+        if p != NULL:
+            return PyLong_FromLongLong(load_seq_i64(p))
+        cdef Mapping pinned = _pin(sl)
+        return _load_item(sl, self.index)
 
     def store(self, value):
         """Atomically write the item with a value of its own type."""
         cdef Number v
+        cdef ShareableList sl = self.list
+        cdef int64_t fast
+        cdef char* p
+        if _exact_i64(value, &fast):
+            p = self._int_now(True)
+            if p != NULL:
+                store_seq_i64(p, fast)
+                return
         _number_arg(value, &v, "value")
-        cdef Mapping pinned = _pin_writable(self.list)
-        _store_item(self.list, self.index, &v, value)
+        cdef Mapping pinned = _pin_writable(sl)
+        _store_item(sl, self.index, &v, value)
 
     def __reduce__(self):
         return Cell, (self.list, self.index)

@@ -31,6 +31,9 @@ cdef extern from "_slots.h":
     int64_t double_as_i64 "pyshl_double_as_i64"(double d) nogil
     char* slot8 "pyshl_slot8"(
         const pyshl_layout* layout, Py_ssize_t k, uint64_t* format, int* code) nogil
+    bint exact_int_value "pyshl_exact_int_value"(object value, int64_t* out)
+    char* int_slot "pyshl_int_slot"(
+        const pyshl_layout* layout, Py_ssize_t k, uint64_t int_format) nogil
     int64_t regular_run "pyshl_regular_run"(
         const pyshl_layout* layout, Py_ssize_t k, Py_ssize_t m, uint64_t word) nogil
     Py_ssize_t uniform_prefix "pyshl_uniform_prefix"(

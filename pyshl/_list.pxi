@@ -204,6 +204,12 @@ cdef class ShareableList:
         overflow int64 raises OverflowError and leaves the item unchanged.  A
         float item takes an int or float delta.  Other items raise TypeError.
         """
+        cdef int64_t fast, old
+        cdef char* p
+        if _exact_i64(delta, &fast):
+            p = _int_slot_at(self, index, True)
+            if p != NULL and not fetch_add_i64(p, fast, &old):
+                return PyLong_FromLongLong(old)
         cdef Number d
         _number_arg(delta, &d, "delta")
         cdef Py_ssize_t k = _position(self, index, "index out of range")
@@ -216,6 +222,12 @@ cdef class ShareableList:
         Same type only: an int item takes ints, a float item floats (compared
         as Python does: 0.0 == -0.0, NaN never equal).
         """
+        cdef int64_t fast_expected, fast_desired
+        cdef char* p
+        if _exact_i64(expected, &fast_expected) and _exact_i64(desired, &fast_desired):
+            p = _int_slot_at(self, index, True)
+            if p != NULL:
+                return cas_i64(p, &fast_expected, fast_desired)
         cdef Number e, w
         _number_arg(expected, &e, "expected")
         _number_arg(desired, &w, "desired")
@@ -225,12 +237,22 @@ cdef class ShareableList:
 
     def load(self, index):
         """Atomically read an int or float item (a sequentially consistent load)."""
+        cdef char* p = _int_slot_at(self, index, False)
+        if p != NULL:
+            return PyLong_FromLongLong(load_seq_i64(p))
         cdef Py_ssize_t k = _position(self, index, "index out of range")
         cdef Mapping pinned = _pin(self)
         return _load_item(self, k)
 
     def store(self, index, value):
         """Atomically write an int or float item with a value of its own type."""
+        cdef int64_t fast
+        cdef char* p
+        if _exact_i64(value, &fast):
+            p = _int_slot_at(self, index, True)
+            if p != NULL:
+                store_seq_i64(p, fast)
+                return
         cdef Number v
         _number_arg(value, &v, "value")
         cdef Py_ssize_t k = _position(self, index, "assignment index out of range")

@@ -18,6 +18,27 @@ typedef struct {
     int64_t data_size;
 } pyshl_layout;
 
+/* The value of an exact int, if it fits int64: small ints are read in
+   place, with no call (the atomics' fast paths spend their time on little
+   else).  Never raises. */
+static inline int pyshl_exact_int_value(PyObject *v, int64_t *out) {
+    int overflow = 0;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Long_IsCompact((PyLongObject *)v)) {
+        *out = (int64_t)PyUnstable_Long_CompactValue((PyLongObject *)v);
+        return 1;
+    }
+#elif PY_VERSION_HEX >= 0x03060000
+    switch (Py_SIZE(v)) {
+    case 0: *out = 0; return 1;
+    case 1: *out = (int64_t)((PyLongObject *)v)->ob_digit[0]; return 1;
+    case -1: *out = -(int64_t)((PyLongObject *)v)->ob_digit[0]; return 1;
+    }
+#endif
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    return !overflow && !(*out == -1 && PyErr_Occurred());
+}
+
 /* Slot loads and stores: a single 8-byte access when aligned (every slot the
    standard library or pyshl writes is), so concurrent readers never see a
    torn value; byte copies when a foreign segment is misaligned. */
@@ -60,14 +81,26 @@ static inline int64_t pyshl_double_as_i64(double d) {
    paths of reads, writes, atomics and add_at make before touching a number. */
 static inline char *pyshl_slot8(const pyshl_layout *l, Py_ssize_t k,
                                 uint64_t *format, int *code) {
-    int64_t start = pyshl_load_i64(l->offsets + 8 * k);
-    int64_t end = pyshl_load_i64(l->offsets + 8 * k + 8);
+    /* The offsets table is 8-byte aligned (it starts 8 bytes into a page) and
+       never rewritten: plain loads. */
+    int64_t start, end;
+    memcpy(&start, l->offsets + 8 * k, 8);
+    memcpy(&end, l->offsets + 8 * k + 8, 8);
     *format = pyshl_load_u64(l->formats + 8 * k);
     *code = (uint8_t)l->codes[k];
     if ((uint64_t)start <= (uint64_t)end && (uint64_t)end <= (uint64_t)l->data_size
             && end - start >= 8)
         return l->data + start;
     return NULL;
+}
+
+/* The atomics' fast path: slot k if it is a valid, aligned 8-byte slot of
+   format `int_format` ("q") and code 0, else NULL. */
+static inline char *pyshl_int_slot(const pyshl_layout *l, Py_ssize_t k, uint64_t int_format) {
+    uint64_t format;
+    int code;
+    char *p = pyshl_slot8(l, k, &format, &code);
+    return p != NULL && code == 0 && format == int_format && ((uintptr_t)p & 7) == 0 ? p : NULL;
 }
 
 /* Are slots k..k+m-1 one contiguous run of 8-byte slots inside the data

@@ -28,10 +28,15 @@ cdef inline Mapping _pin(ShareableList sl):
     is closed, and the reference it returns keeps the memory mapped should
     Python code run later in the call and close the list.
     """
-    cdef Mapping m = sl._map
-    if m.closed:
+    _check_open(sl)
+    return sl._map
+
+
+cdef inline int _check_open(ShareableList sl) except -1:
+    """_pin()'s check, for _position(), whose callers then pin."""
+    if sl._map.closed:
         raise _closed_error()
-    return m
+    return 0
 
 
 cdef inline Mapping _pin_writable(ShareableList sl):
@@ -58,7 +63,7 @@ cdef inline Py_ssize_t _position(ShareableList sl, object index, str message) ex
     if not PyLong_CheckExact(index):
         index = PyNumber_Index(index)
     k = PyLong_AsLongLongAndOverflow(index, &overflow)
-    _pin(sl)
+    _check_open(sl)
     if k < 0:
         k += sl._layout.n
     if overflow or <unsigned long long>k >= <unsigned long long>sl._layout.n:

@@ -332,3 +332,41 @@ def test_cells_from_many_processes_lose_nothing(make, method):
         p.join(120)
         assert p.exitcode == 0
     assert sl.tolist() == [10000, 10000.0]
+
+
+EDGES = [0, 1, -1, 2**30 - 1, 2**30, -2**30, 2**31, 2**60 + 3, -2**60 - 3, 2**62,
+         2**63 - 1, -2**63]
+
+
+@pytest.mark.parametrize("value", EDGES)
+def test_int_fast_paths_read_every_width_of_int(make, value):
+    # Small ints are read in place (one, two or more 30-bit digits, or
+    # CPython 3.12's compact form); every width must give the same answers.
+    sl = make([0, 0.5])
+    cell = sl.cell(0)
+    for store, load in ((sl.store, lambda: sl.load(0)), (None, cell.load)):
+        (store or (lambda k, v: cell.store(v)))(0, value)
+        assert load() == value and sl[0] == value
+    sl[0] = 0
+    assert sl.fetch_add(0, value) == 0 and cell.fetch_add(-value if value > -2**63 else 1) == value
+    assert sl.compare_exchange(0, sl[0], value) and cell.compare_exchange(value, 5) and sl[0] == 5
+    assert not sl.compare_exchange(0, value if value != 5 else 6, 7) and sl[0] == 5
+
+
+def test_int_fast_paths_fall_back_for_everything_else(make):
+    sl = make([2**63 - 1, 1.5, "s"])
+    cell = sl.cell(0)
+    for fetch_add in (lambda d: sl.fetch_add(0, d), cell.fetch_add):
+        with pytest.raises(OverflowError, match="unchanged"):
+            fetch_add(1)
+        with pytest.raises(OverflowError):
+            fetch_add(2**64)
+    assert sl[0] == 2**63 - 1
+    assert sl.fetch_add(1, 2) == 1.5 and sl.load(1) == 3.5 and sl.cell(1).load() == 3.5
+    with pytest.raises(IndexError):
+        sl.load(3)
+    with pytest.raises(TypeError, match="is a str"):
+        sl.store(2, 1)
+    assert not sl.compare_exchange(0, 2**64, 1) and sl[0] == 2**63 - 1
+    sl.store(-3, 7)
+    assert sl.load(-3) == 7 and sl.load(np.int64(0)) == 7
