@@ -23,13 +23,18 @@ cdef extern from "_slots.h":
         const int64_t* idx, Py_ssize_t m, int64_t n, int64_t lo, int64_t span,
         const double* deltas, Py_ssize_t delta_step, double* sums, uint8_t* flags) nogil
     int add_combined_i64 "pyshl_add_combined_i64"(char* p, int64_t pos, int64_t neg) nogil
+    Py_ssize_t add_each "pyshl_add_each"(
+        char* first, int is_float, const int64_t* idx, Py_ssize_t m, int64_t n, int64_t lo,
+        int64_t span, const int64_t* int_deltas, const double* float_deltas,
+        Py_ssize_t step, Py_ssize_t* first_skipped, Py_ssize_t* changed) nogil
     bint mul_overflow "__builtin_mul_overflow"(int64_t a, int64_t b, int64_t* product) nogil
 
 cdef enum:
-    # Combine privately when the targets span at most this many slots more
-    # than there are updates (the private sums then cost about what the
-    # index array does); otherwise add update by update.
-    COMBINE_SLACK = 4096
+    # Combine privately when the targets span few slots (private sums that
+    # stay in cache) or many fewer slots than there are updates (many
+    # repeats); otherwise add update by update, straight into the segment.
+    COMBINE_SPAN = 65536
+    COMBINE_REPEATS = 8
     # A target that holds a float (in a range of mixed int and float items).
     TARGET_FLOAT = 4
 
@@ -58,6 +63,8 @@ cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
     cdef Py_ssize_t bad
     cdef Mapping pinned
     b.n = sl._layout.n
+    b.int_deltas_ = NULL
+    b.float_deltas = NULL
     # Converting the arguments may run Python code (__array__, __index__,
     # dtype lookups): it all happens before the mapping is pinned.
     index_array = np.asarray(indices)
@@ -96,14 +103,21 @@ cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
         b.float_deltas = &float_delta[0]
     b.idx = &idx[0]
     pinned = _pin_writable(sl)       # also keeps it mapped while the GIL is released
+    if b.n <= COMBINE_SPAN:
+        # A short list: sums over all of it, each index checked as it is summed.
+        return _add_combined(sl, &b, 0, b.n)
     with nogil:
         bad = index_range(b.idx, b.m, b.n, &lo, &hi)
     if bad >= 0:
-        raise IndexError("add_at index %d is out of range for a ShareableList of %d items"
-                         % (b.idx[bad], b.n))
-    if hi - lo + 1 <= b.m + COMBINE_SLACK:
+        _index_error(&b, bad)
+    if hi - lo + 1 <= COMBINE_SPAN or (hi - lo + 1) * COMBINE_REPEATS <= b.m:
         return _add_combined(sl, &b, lo, hi - lo + 1)
-    return _add_each(sl, &b)
+    return _add_spread(sl, &b, lo, hi - lo + 1)
+
+
+cdef int _index_error(Batch* b, Py_ssize_t j) except -1:
+    raise IndexError("add_at index %d is out of range for a ShareableList of %d items"
+                     % (b.idx[j], b.n))
 
 
 cdef int _add_combined(ShareableList sl, Batch* b, int64_t lo, int64_t span) except -1:
@@ -116,6 +130,8 @@ cdef int _add_combined(ShareableList sl, Batch* b, int64_t lo, int64_t span) exc
     cdef char** ptrs = NULL         # per target, where the range is not uniform
     cdef char* first = NULL         # where it is: target t is at first + 8t
     cdef int rc
+    cdef Py_ssize_t bad
+    cdef int64_t low, high
     cdef Py_ssize_t skipped = 0, first_skipped = -1
     try:
         if b.int_deltas:
@@ -136,6 +152,12 @@ cdef int _add_combined(ShareableList sl, Batch* b, int64_t lo, int64_t span) exc
                 if rc == 0:
                     _scale_counts(pos, neg, flags, span, b.int_deltas_[0])
         if rc < 0:
+            # An index outside the targets: out of range (a short list's
+            # indices are checked only here), or changed meanwhile.
+            with nogil:
+                bad = index_range(b.idx, b.m, b.n, &low, &high)
+            if bad >= 0:
+                _index_error(b, bad)
             raise RuntimeError("the index array changed while add_at read it")
         # Every target valid, numeric, aligned and of a type its deltas go into,
         # before anything is written.
@@ -263,11 +285,37 @@ cdef Py_ssize_t _add_slow_targets(Batch* b, int64_t lo, int64_t span, uint8_t* f
     return skipped
 
 
+cdef int _add_spread(ShareableList sl, Batch* b, int64_t lo, int64_t span) except -1:
+    """Targets spread over many slots, few repeats: add update by update,
+    straight into the segment.  A range of one numeric kind is validated in
+    one pass; any other range update by update."""
+    cdef char* first = _uniform_targets(sl, lo, span)
+    cdef bint floats
+    cdef Py_ssize_t skipped, first_skipped = -1, changed = 0
+    if first == NULL:
+        return _add_each(sl, b)
+    floats = load_u64(sl._layout.formats + 8 * lo) == KIND_FORMAT[KIND_FLOAT]
+    if not floats and not b.int_deltas:
+        raise TypeError("add_at cannot add float deltas to item %d, an int" % lo)
+    with nogil:
+        skipped = add_each(first, floats, b.idx, b.m, b.n, lo, span, b.int_deltas_,
+                           b.float_deltas if not b.int_deltas else NULL, b.step,
+                           &first_skipped, &changed)
+    if changed:
+        raise RuntimeError("the index array changed while add_at read it: %d of %d "
+                           "additions were not applied" % (changed, b.m))
+    if skipped:
+        raise OverflowError("%d of %d additions would have overflowed int64 and were not "
+                            "applied (the first at index %d); the others were"
+                            % (skipped, b.m, b.idx[first_skipped]))
+    return 0
+
+
 @cython.boundscheck(False)   # every index is checked against n, and j < m, by hand
 @cython.wraparound(False)
 cdef int _add_each(ShareableList sl, Batch* b) except -1:
-    """Targets spread over far more slots than there are updates: validate and
-    add update by update (the GIL released for the adds)."""
+    """Targets of mixed kinds (or a corrupt slot among them): validate and add
+    update by update (the GIL released for the adds)."""
     cdef Py_ssize_t j, skipped = 0, first_skipped = -1
     cdef int64_t k, old
     cdef int kind

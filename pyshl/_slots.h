@@ -280,6 +280,45 @@ static inline int pyshl_count_targets(const int64_t *idx, Py_ssize_t m, int64_t 
     return 0;
 }
 
+#define PYSHL_AHEAD 32
+
+/* Add each update to its own target, t at first + 8t, all of one kind: for
+   batches whose targets are too spread out to combine.  The adds are bound
+   by memory latency, so the target of update j + PYSHL_AHEAD is prefetched.  Returns
+   how many int additions were skipped (they would overflow); *changed counts
+   indices that moved out of range since they were checked. */
+static inline Py_ssize_t pyshl_add_each(char *first, int is_float, const int64_t *idx,
+                                        Py_ssize_t m, int64_t n, int64_t lo, int64_t span,
+                                        const int64_t *int_deltas, const double *float_deltas,
+                                        Py_ssize_t step, Py_ssize_t *first_skipped,
+                                        Py_ssize_t *changed) {
+    Py_ssize_t j, skipped = 0;
+    int64_t t, old, ahead[PYSHL_AHEAD];    /* the targets of j .. j + PYSHL_AHEAD - 1 */
+    char *p;
+    for (j = 0; j < PYSHL_AHEAD && j < m; j++)
+        if ((ahead[j] = pyshl_target(idx, j, n, lo, span)) >= 0)
+            __builtin_prefetch(first + 8 * ahead[j], 1, 3);
+    for (j = 0; j < m; j++) {
+        t = ahead[j % PYSHL_AHEAD];
+        if (j + PYSHL_AHEAD < m
+                && (ahead[j % PYSHL_AHEAD] = pyshl_target(idx, j + PYSHL_AHEAD, n, lo, span)) >= 0)
+            __builtin_prefetch(first + 8 * ahead[j % PYSHL_AHEAD], 1, 3);
+        if (t < 0) {
+            (*changed)++;
+            continue;
+        }
+        p = first + 8 * t;
+        if (is_float)
+            pyshl_fetch_add_f64(p, float_deltas ? float_deltas[j * step]
+                                                : (double)int_deltas[j * step]);
+        else if (pyshl_fetch_add_i64(p, int_deltas[j * step], &old)) {
+            if (skipped++ == 0)
+                *first_skipped = j;
+        }
+    }
+    return skipped;
+}
+
 static inline int pyshl_sum_f64(const int64_t *idx, Py_ssize_t m, int64_t n, int64_t lo,
                                 int64_t span, const double *deltas, Py_ssize_t delta_step,
                                 double *sums, uint8_t *flags) {

@@ -150,3 +150,41 @@ def test_concurrent_add_at_loses_nothing(make, method):
         p.join(120)
         assert p.exitcode == 0
     assert sl.tolist() == expected.tolist()
+
+
+# A list longer than add_at combines over (65,536 slots), with few repeats:
+# the updates go straight into the segment, one by one.
+SPREAD = 200_000
+
+
+def test_spread_updates_into_one_kind(make):
+    sl = make(np.zeros(SPREAD, dtype=np.int64))
+    rng = np.random.default_rng(3)
+    indices = rng.integers(-SPREAD, SPREAD, 1000)
+    deltas = rng.integers(-50, 50, 1000)
+    check_against_reference(sl, indices, deltas)
+    floats = make(np.zeros(SPREAD))
+    floats.add_at(indices, deltas.astype(np.float64))
+    expected = np.zeros(SPREAD)
+    np.add.at(expected, indices, deltas.astype(np.float64))
+    assert np.array_equal(floats.view(), expected)
+    with pytest.raises(TypeError, match="float deltas to item"):
+        sl.add_at(indices, 0.5)
+
+
+def test_spread_updates_overflow_one_at_a_time(make):
+    sl = make(np.zeros(SPREAD, dtype=np.int64))
+    sl[0], sl[-1] = 2**63 - 2, -2**63 + 1
+    check_against_reference(sl, [0, SPREAD - 1, 0, -1, 0], [1, -1, 1, -1, -5])
+
+
+def test_spread_updates_into_mixed_kinds_are_checked_one_by_one(make):
+    items = [0] * SPREAD
+    items[SPREAD // 2] = 0.5
+    sl = make(items)
+    check_against_reference(sl, [0, SPREAD // 2, SPREAD - 1], [1, 2, 3])
+    sl[7] = "text"
+    before = bytes(sl.shm.buf)
+    with pytest.raises(TypeError, match="item 7 is a str"):
+        sl.add_at([0, 7, SPREAD - 1], 1)
+    assert bytes(sl.shm.buf) == before
