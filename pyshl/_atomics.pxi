@@ -190,6 +190,7 @@ cdef class Cell:
     # keeps the mapping it had then, and offsets are never rewritten (a
     # hostile rewrite leaves this a stale slot, still inside the mapping).
     cdef char* _slot
+    cdef int64_t _seen      # fetch_add's guess: what the item held after our last add
 
     def __cinit__(self, ShareableList sl not None, index):
         cdef uint64_t word
@@ -219,7 +220,8 @@ cdef class Cell:
         cdef char* p
         if _exact_i64(delta, &fast):
             p = self._int_now(True)
-            if p != NULL and not fetch_add_i64(p, fast, &old):
+            if p != NULL and not fetch_add_i64_from(p, fast, self._seen, &old):
+                self._seen = old + fast
                 return PyLong_FromLongLong(old)
         _number_arg(delta, &d, "delta")
         cdef Mapping pinned = _pin_writable(sl)

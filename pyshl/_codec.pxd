@@ -40,6 +40,8 @@ cdef extern from "_slots.h":
         const pyshl_layout* layout, Py_ssize_t k, Py_ssize_t m, uint64_t word,
         int64_t base) nogil
     int fetch_add_i64 "pyshl_fetch_add_i64"(char* p, int64_t delta, int64_t* old) nogil
+    int fetch_add_i64_from "pyshl_fetch_add_i64_from"(
+        char* p, int64_t delta, int64_t guess, int64_t* old) nogil
     double fetch_add_f64 "pyshl_fetch_add_f64"(char* p, double delta) nogil
     bint cas_i64 "pyshl_cas_i64"(char* p, int64_t* expected, int64_t desired) nogil
     int64_t load_seq_i64 "pyshl_load_seq_i64"(const char* p) nogil
@@ -54,4 +56,5 @@ cdef class ShareableList:
     cdef pyshl_layout _layout     # where the tables are in _map
     cdef object _creator_pid      # the pid that created the segment; None when attached
     cdef bint _bound              # __init__ has begun: a second call is refused
+    cdef int64_t _seen[64]        # fetch_add's guesses: what item k held, at k % 64
     cdef object __weakref__

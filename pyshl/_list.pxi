@@ -206,10 +206,14 @@ cdef class ShareableList:
         """
         cdef int64_t fast, old
         cdef char* p
+        cdef int64_t* seen
         if _exact_i64(delta, &fast):
             p = _int_slot_at(self, index, True)
-            if p != NULL and not fetch_add_i64(p, fast, &old):
-                return PyLong_FromLongLong(old)
+            if p != NULL:
+                seen = &self._seen[((p - self._layout.data) >> 3) & 63]
+                if not fetch_add_i64_from(p, fast, seen[0], &old):
+                    seen[0] = old + fast
+                    return PyLong_FromLongLong(old)
         cdef Number d
         _number_arg(delta, &d, "delta")
         cdef Py_ssize_t k = _position(self, index, "index out of range")

@@ -181,6 +181,35 @@ static inline int pyshl_fetch_add_i64(char *p, int64_t delta, int64_t *old) {
     return 0;
 }
 
+/* pyshl_fetch_add_i64, starting from a guess of the current value (what this
+   process last saw there) instead of a load: a right guess costs one locked
+   instruction, and a wrong one a failed compare-and-swap, which fetches the
+   value and the cache line for writing in one transfer where a load and then
+   a compare-and-swap take two -- which is what other processes' adds to the
+   same line make happen.  The overflow check is only ever made on a value
+   read from memory. */
+static inline int pyshl_fetch_add_i64_from(char *p, int64_t delta, int64_t guess, int64_t *old) {
+    int64_t cur = guess, next;
+    if (!__builtin_add_overflow(cur, delta, &next)) {
+        if (__atomic_compare_exchange_n((int64_t *)p, &cur, next, 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+            *old = guess;
+            return 0;
+        }
+    } else {
+        cur = __atomic_load_n((int64_t *)p, __ATOMIC_RELAXED);
+    }
+    do {
+        if (__builtin_add_overflow(cur, delta, &next)) {
+            *old = cur;
+            return 1;
+        }
+    } while (!__atomic_compare_exchange_n((int64_t *)p, &cur, next, 1,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+    *old = cur;
+    return 0;
+}
+
 static inline double pyshl_fetch_add_f64(char *p, double delta) {
     int64_t cur = __atomic_load_n((int64_t *)p, __ATOMIC_RELAXED), next;
     double value, sum;
