@@ -46,7 +46,9 @@ cdef extern from "_slots.h":
     bint cas_i64 "pyshl_cas_i64"(char* p, int64_t* expected, int64_t desired) nogil
     int64_t load_seq_i64 "pyshl_load_seq_i64"(const char* p) nogil
     void store_seq_i64 "pyshl_store_seq_i64"(char* p, int64_t v) nogil
-    Py_ssize_t count_i64 "pyshl_count_i64"(const char* p, Py_ssize_t m, int64_t target) nogil
+    Py_ssize_t count_run_i64 "pyshl_count_run_i64"(
+        const pyshl_layout* layout, Py_ssize_t k, Py_ssize_t m, uint64_t word,
+        int64_t target) nogil
     Py_ssize_t count_f64 "pyshl_count_f64"(const char* p, Py_ssize_t m, double target) nogil
 
 

@@ -120,15 +120,17 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
     while k < n:
         m = min(RUN, n - k)
         word = load_u64(layout.formats + 8 * k)
-        start = -1
-        if word == KIND_FORMAT[KIND_INT] or word == KIND_FORMAT[KIND_FLOAT]:
+        # A run of same-type numbers: checked and counted in one vectorised
+        # pass (only checked where no number of its type can equal the target).
+        hits = -1
+        if word == KIND_FORMAT[KIND_INT]:
+            hits = (count_run_i64(layout, k, m, word, t.q_value) if t.q_possible
+                    else 0 if regular_run(layout, k, m, word) >= 0 else -1)
+        elif word == KIND_FORMAT[KIND_FLOAT]:
             start = regular_run(layout, k, m, word)
-        if start >= 0:
-            # A run of same-type numbers: one vectorised compare.
-            if word == KIND_FORMAT[KIND_INT]:
-                hits = count_i64(layout.data + start, m, t.q_value) if t.q_possible else 0
-            else:
+            if start >= 0:
                 hits = count_f64(layout.data + start, m, t.d_value) if t.d_possible else 0
+        if hits >= 0:
             if hits and not count_all:
                 for j in range(m):
                     if _slot_equals(sl, k + j, &t):
