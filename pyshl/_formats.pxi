@@ -227,6 +227,18 @@ cdef object _numpy():
     return _np
 
 
+cdef object _SharedArray = None
+
+
+cdef object _shared_array():
+    """pyshl._views.SharedArray (which imports NumPy), imported on first use."""
+    global _SharedArray
+    if _SharedArray is None:
+        from pyshl._views import SharedArray
+        _SharedArray = SharedArray
+    return _SharedArray
+
+
 cdef int _array_kind(object dtype):
     """The kind a list built from an array of this dtype holds, or -1 if the
     array is taken item by item."""

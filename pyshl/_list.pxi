@@ -125,10 +125,12 @@ cdef class ShareableList:
 
         All int gives int64, all float float64, all bool bool (a strided view
         of each slot's flag byte).  Writes through the array are writes to the
-        list, seen by every process at once.  The array is typed by the items
-        when it is made: see the README for what it shows if another process
-        later stores another type.  An empty range needs ``dtype``.  A list
-        attached with readonly=True gives read-only arrays.
+        list, seen by every process at once.  It pickles as a reference to the
+        segment (a SharedArray), so workers that receive it write into the same
+        slots.  The array is typed by the items when it is made: see the README
+        for what it shows if another process later stores another type.  An
+        empty range needs ``dtype``.  A list attached with readonly=True gives
+        read-only arrays.
 
         Raises TypeError, naming the first index, if the range mixes types.
         """
@@ -172,8 +174,10 @@ cdef class ShareableList:
         offset = layout.data - pinned.addr + base
         # The array exports the pinned mapping, which it keeps alive.
         if kind == KIND_BOOL:   # the flag byte of each "xxxxxxx?" slot
-            return np.ndarray((m,), np.bool_, buffer=pinned, offset=offset + 7, strides=(8,))
-        return np.ndarray((m,), found, buffer=pinned, offset=offset)
+            array = np.ndarray((m,), np.bool_, buffer=pinned, offset=offset + 7, strides=(8,))
+        else:
+            array = np.ndarray((m,), found, buffer=pinned, offset=offset)
+        return array.view(_shared_array())
 
     def __array__(self, dtype=None, copy=None):
         """Zero-copy for a list of one numeric type; item by item otherwise."""

@@ -5,3 +5,4 @@ cdef class Mapping:
     cdef Py_ssize_t size
     cdef readonly bint closed
     cdef readonly bint readonly    # mapped PROT_READ: exports are read-only buffers
+    cdef readonly object name      # the segment's name (None for an anonymous mapping)

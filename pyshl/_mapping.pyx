@@ -9,19 +9,22 @@ from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, mun
 cdef class Mapping:
     """A shared mapping of a whole segment, unmapped when the last reference goes.
 
-    ``Mapping(fd, size, readonly=False)`` maps the first ``size`` bytes of
-    ``fd``, which may be closed afterwards; ``Mapping()`` is a closed placeholder.
+    ``Mapping(fd, size, readonly=False, name=None)`` maps the first ``size``
+    bytes of ``fd``, which may be closed afterwards; ``name`` is the segment's
+    (arrays over it pickle as a reference to it).  ``Mapping()`` is a closed
+    placeholder.
 
     Every buffer exported from it (memoryviews, NumPy arrays) holds a
     reference to it, so closing a handle never invalidates a live view and
     never raises BufferError: close() only stops new exports.
     """
 
-    def __cinit__(self, int fd=-1, Py_ssize_t size=0, bint readonly=False):
+    def __cinit__(self, int fd=-1, Py_ssize_t size=0, bint readonly=False, name=None):
         self.addr = NULL
         self.size = 0
         self.closed = True
         self.readonly = readonly
+        self.name = name
         if fd < 0:
             return  # the closed placeholder
         if size <= 0:
@@ -48,6 +51,11 @@ cdef class Mapping:
 
     def __len__(self):
         return self.size
+
+    @property
+    def address(self):
+        """The address the segment is mapped at, in this process."""
+        return <size_t>self.addr
 
     def close(self):
         """Refuse new exports; the memory stays mapped while any export lives."""

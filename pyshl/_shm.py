@@ -191,7 +191,7 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
                 else:
                     os.ftruncate(fd, size)
             size = os.fstat(fd).st_size
-            mapping = Mapping(fd, size, readonly)
+            mapping = Mapping(fd, size, readonly, name)
         except BaseException:
             os.close(fd)
             if create:

@@ -1,0 +1,144 @@
+"""Views that travel: windows onto a segment pickle as a reference to it."""
+import concurrent.futures
+import multiprocessing
+import pickle
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import run_python, segment_exists
+from pyshl import ShareableList
+from pyshl._views import SharedArray
+
+METHODS = ["spawn", "fork", "forkserver"]
+
+
+def test_a_million_item_view_pickles_in_a_few_bytes(make):
+    sl = make(np.arange(1_000_000))
+    assert len(pickle.dumps(sl.view())) < 2048
+    assert len(pickle.dumps(sl.view(10, 20))) < 2048
+
+
+@pytest.mark.parametrize("window", [
+    lambda v: v, lambda v: v[3:9], lambda v: v[::3], lambda v: v[::-2], lambda v: v[5:1:-1],
+    lambda v: v[7:8],
+], ids=["all", "slice", "step", "reversed", "reversed-slice", "one"])
+def test_unpickled_windows_land_on_the_same_slots(make, window):
+    sl = make(list(range(20)))
+    original = window(sl.view())
+    copy = pickle.loads(pickle.dumps(original))
+    assert isinstance(copy, SharedArray) and copy.tolist() == original.tolist()
+    copy[...] = -7
+    assert original.tolist() == [-7] * original.size
+    assert sl.tolist().count(-7) == original.size
+
+
+def test_bool_and_float_windows(make):
+    flags = make([True, False, True, False])
+    copy = pickle.loads(pickle.dumps(flags.view()[::2]))   # a stride-16 view of flag bytes
+    copy[1] = False
+    assert flags.tolist() == [True, False, False, False]
+    floats = make([0.5, 1.5, 2.5])
+    copy = pickle.loads(pickle.dumps(floats.view(1)))
+    copy += 1
+    assert floats.tolist() == [0.5, 2.5, 3.5]
+
+
+def test_results_and_copies_are_ordinary_arrays_pickled_by_value(make):
+    sl = make(list(range(10)))
+    view = sl.view()
+    for result in (view + 1, view * view, np.sqrt(view), view.copy(), view[[1, 2]]):
+        again = pickle.loads(pickle.dumps(result))
+        assert type(again) is np.ndarray and again.tolist() == result.tolist()
+        again[...] = 99
+        assert sl.tolist() == list(range(10))      # a private copy
+    assert type(view + 1) is np.ndarray and type(view.copy()) is np.ndarray
+    assert not isinstance(view.sum(), np.ndarray)
+    np.add(view, 1, out=view)                        # in place: still the window
+    assert sl.tolist() == list(range(1, 11))
+
+
+def test_an_unpickled_window_keeps_its_mapping_and_never_tracks(make):
+    sl = make([1, 2, 3])
+    payload = pickle.dumps(sl.view())
+    copy = pickle.loads(payload)
+    sl.close()
+    copy[0] = 10                                     # still mapped after the list closed
+    proc = run_python("""
+        import pickle
+        window = pickle.loads(%r)
+        window[1] = 20
+    """ % payload)                                   # a process that only unpickles...
+    assert "resource_tracker" not in proc.stderr and "leaked" not in proc.stderr
+    assert segment_exists(sl.shm.name)               # ...never unlinks
+    again = ShareableList(name=sl.shm.name)
+    assert again.tolist() == [10, 20, 3]
+    again.close()
+
+
+def test_unpickling_after_unlink_names_the_segment():
+    sl = ShareableList([1, 2])
+    payload = pickle.dumps(sl.view())
+    name = sl.shm.name
+    sl.close()
+    sl.unlink()
+    with pytest.raises(FileNotFoundError, match=name):
+        pickle.loads(payload)
+
+
+def test_windows_of_a_read_only_list_stay_read_only(make):
+    sl = make([1, 2, 3])
+    ro = ShareableList(name=sl.shm.name, readonly=True)
+    try:
+        copy = pickle.loads(pickle.dumps(ro.view()))
+        assert not copy.flags.writeable and copy.tolist() == [1, 2, 3]
+    finally:
+        ro.close()
+
+
+def _fill(args):
+    window, value = args
+    window[...] = value
+    return int(window.sum())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_pool_workers_write_through_views(make, method):
+    sl = make([0] * 40)
+    view = sl.view()
+    chunks = [(view[k:k + 10], k + 1) for k in range(0, 40, 10)]
+    with multiprocessing.get_context(method).Pool(2) as pool:
+        sums = pool.map(_fill, chunks)
+    assert sums == [10 * (k + 1) for k in range(0, 40, 10)]
+    assert sl.tolist() == [k // 10 * 10 + 1 for k in range(40)]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_plain_array_windows_travel_through_multiprocessing(make, method):
+    # np.asarray(sl) is a plain ndarray (NumPy drops the subclass): pyshl's
+    # reducer for multiprocessing's pickler sends it by reference too.
+    sl = make([0] * 8)
+    with multiprocessing.get_context(method).Pool(1) as pool:
+        pool.map(_fill, [(np.asarray(sl)[2:4], 5)])
+        other = np.arange(3)
+        assert pool.map(_fill, [(other, 1)]) == [3] and other.tolist() == [0, 1, 2]
+    assert sl.tolist() == [0, 0, 5, 5, 0, 0, 0, 0]
+
+
+def _add_into(window, k):
+    np.add.at(window, [k, k, k], 1)
+    return True
+
+
+@pytest.mark.skipif(sys.version_info < (3, 7),
+                    reason="ProcessPoolExecutor takes mp_context from Python 3.7")
+@pytest.mark.parametrize("method", METHODS)
+def test_process_pool_executor_workers_aggregate_through_a_view(make, method):
+    sl = make([0] * 16)
+    view = sl.view()
+    context = multiprocessing.get_context(method)
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as executor:
+        assert all(executor.map(_add_into, [view[k:k + 4] for k in range(0, 16, 4)],
+                                [1] * 4))
+    assert sl.tolist() == [0, 3, 0, 0] * 4
