@@ -15,6 +15,7 @@ every array that is not a window onto a pyshl segment to NumPy.
 """
 
 import pickle
+import sys
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
@@ -82,11 +83,41 @@ class SharedArray(np.ndarray):
         if array is self or _segment_window(array) is not None:
             return array
         array = array.view(np.ndarray)
-        return array[()] if return_scalar else array
+        # A 0-d result is a reduction's: a scalar (NumPy 1.x says so by shape).
+        return array[()] if return_scalar or array.ndim == 0 else array
 
     def copy(self, order="C"):
         """A copy in private memory: an ordinary array."""
         return self.view(np.ndarray).copy(order)
+
+    def __array_finalize__(self, obj):
+        if not _dask_taught and "distributed" in sys.modules:
+            _teach_dask()
+
+
+_dask_taught = False
+
+
+def _teach_dask():
+    """Have dask.distributed send SharedArrays by reference.
+
+    dask serializes an ndarray subclass with its own ndarray serializer (by
+    value) unless the subclass has one of its own.  This registers it, once,
+    as soon as distributed is imported in a process that makes windows; a
+    worker that receives one imports this module to unpickle its type, which
+    registers it there before the frames are read.
+    """
+    global _dask_taught
+    _dask_taught = True
+    from distributed.protocol import dask_deserialize, dask_serialize
+
+    @dask_serialize.register(SharedArray)
+    def _serialize_window(array):
+        return {}, [pickle.dumps(array)]
+
+    @dask_deserialize.register(SharedArray)
+    def _deserialize_window(header, frames):
+        return pickle.loads(frames[0])
 
 
 def _reduce_ndarray(array):
@@ -99,3 +130,5 @@ def _reduce_ndarray(array):
 
 
 ForkingPickler.register(np.ndarray, _reduce_ndarray)
+if "distributed" in sys.modules:
+    _teach_dask()
