@@ -18,7 +18,8 @@ if os.environ.get("PYSHL_SANITIZE"):
 # rebuilds it.
 core_parts = ["pyshl/_codec.pxd", "pyshl/_mapping.pxd", "pyshl/_slots.h", "pyshl/_formats.pxi",
               "pyshl/_slots.pxi", "pyshl/_construction.pxi", "pyshl/_scans.pxi",
-              "pyshl/_atomics.pxi", "pyshl/_aggregate.pxi", "pyshl/_list.pxi"]
+              "pyshl/_atomics.pxi", "pyshl/_aggregate.pxi", "pyshl/_locks.pxi",
+              "pyshl/_lock.h", "pyshl/_list.pxi"]
 
 extensions = [
     Extension("pyshl._mapping", ["pyshl/_mapping.pyx"], depends=["pyshl/_mapping.pxd"],

@@ -4,7 +4,7 @@
 """
 
 try:
-    from pyshl._codec import Cell, ShareableList, UnsupportedTypeError
+    from pyshl._codec import Cell, Lock, LockRecoveredWarning, ShareableList, UnsupportedTypeError
 except ModuleNotFoundError as exc:     # run from an unbuilt source tree?
     if exc.name not in ("pyshl._codec", "pyshl._mapping"):
         raise
@@ -16,5 +16,6 @@ except ModuleNotFoundError as exc:     # run from an unbuilt source tree?
 from pyshl._manager import SharedMemoryManager
 from pyshl._shm import SharedMemory
 
-__all__ = ["Cell", "ShareableList", "SharedMemory", "SharedMemoryManager", "UnsupportedTypeError"]
+__all__ = ["Cell", "Lock", "LockRecoveredWarning", "ShareableList", "SharedMemory",
+           "SharedMemoryManager", "UnsupportedTypeError"]
 __version__ = "0.1.0"

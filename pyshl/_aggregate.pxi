@@ -59,7 +59,7 @@ cdef struct Batch:
 cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
     np = _numpy()
     cdef Batch b
-    cdef int64_t lo, hi
+    cdef int64_t lo = 0, hi = 0
     cdef Py_ssize_t bad
     cdef Mapping pinned
     b.n = sl._layout.n

@@ -267,6 +267,11 @@ cdef class ShareableList:
         cdef Mapping pinned = _pin_writable(self)
         _store_item(self, k, &v, value)
 
+    def lock(self, index):
+        """A Lock whose whole state is int item ``index`` (0 = free): a mutex for
+        compound updates, shared by every process that has the list."""
+        return Lock(self, index)
+
     def cell(self, index):
         """A Cell bound to item ``index`` (an int or float): its atomics, without
         converting and checking the index on every call."""

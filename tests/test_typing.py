@@ -42,7 +42,7 @@ def test_the_package_ships_its_types():
 
 
 PUBLIC = [pyshl, pyshl.ShareableList, pyshl.SharedMemory, pyshl.SharedMemoryManager,
-          pyshl.UnsupportedTypeError, pyshl.Cell]
+          pyshl.UnsupportedTypeError, pyshl.Cell, pyshl.Lock, pyshl.LockRecoveredWarning]
 
 
 @pytest.mark.parametrize("obj", PUBLIC, ids=lambda o: getattr(o, "__name__", repr(o)))
@@ -58,7 +58,8 @@ def test_every_public_name_has_a_docstring(obj):
 
 STUB_CLASSES = [("_codec.pyi", pyshl.ShareableList), ("_shm.pyi", pyshl.SharedMemory),
                 ("_manager.pyi", pyshl.SharedMemoryManager),
-                ("_codec.pyi", pyshl.UnsupportedTypeError), ("_codec.pyi", pyshl.Cell)]
+                ("_codec.pyi", pyshl.UnsupportedTypeError), ("_codec.pyi", pyshl.Cell),
+                ("_codec.pyi", pyshl.Lock), ("_codec.pyi", pyshl.LockRecoveredWarning)]
 
 
 def _stub_members(stub, class_name):

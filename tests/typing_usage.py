@@ -16,6 +16,8 @@ def use_lists() -> int:
     swapped: bool = numbers.compare_exchange(0, 8, 9)
     numbers.add_at(np.array([0, 1]), 1)
     counter: Cell[int] = numbers.cell(0)
+    with numbers.lock(1) as lock:
+        swapped = swapped and lock.locked()
     previous += counter.fetch_add(1) + counter.load()
     total = int(numbers.view().sum()) + int(np.asarray(numbers).sum())
     for value in numbers:

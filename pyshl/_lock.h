@@ -1,0 +1,167 @@
+/* The C side of ShareableList.lock(i): a mutex whose whole state is one int
+   item, waited on with the Linux futex, taken over when its holder dies. */
+#ifndef PYSHL_LOCK_H
+#define PYSHL_LOCK_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+
+/* The item holds 0 when the lock is free, else the holder's thread id (unique
+   across processes on Linux), with PYSHL_LOCK_WAITERS set once someone waits,
+   so that release() knows to wake one.  It all lives in the item's low 32 bits
+   (thread ids are below 2**22), the futex word. */
+#define PYSHL_LOCK_WAITERS 0x40000000u
+#define PYSHL_LOCK_HOLDER 0x3fffffffu
+
+/* How often a waiter wakes to check that the holder still lives. */
+#define PYSHL_LOCK_CHECK_NS 100000000LL
+
+static inline uint32_t *pyshl_lock_word(char *slot) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (uint32_t *)(slot + 4);
+#else
+    return (uint32_t *)slot;
+#endif
+}
+
+/* This thread's id, cached (a forked child gets its own: the cache is
+   cleared in the child). */
+static __thread uint32_t pyshl_cached_tid;
+
+static void pyshl_forget_tid(void) { pyshl_cached_tid = 0; }
+
+static inline uint32_t pyshl_tid(void) {
+    static int registered;
+    if (!pyshl_cached_tid) {
+        if (!__atomic_exchange_n(&registered, 1, __ATOMIC_RELAXED))
+            pthread_atfork(NULL, NULL, pyshl_forget_tid);
+        pyshl_cached_tid = (uint32_t)syscall(SYS_gettid);
+    }
+    return pyshl_cached_tid;
+}
+
+/* Does thread `tid` still run?  kill(tid, 0) reaches any thread id (EPERM:
+   it lives, as another user); a zombie -- killed, not yet reaped by its parent
+   -- still has its id, so its state is read too. */
+static int pyshl_thread_alive(uint32_t tid) {
+    char path[64], stat[512], *close_paren;
+    ssize_t got;
+    int fd;
+    if (kill((pid_t)tid, 0) != 0 && errno != EPERM)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%u/stat", tid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 1;                  /* no /proc to ask: trust kill() */
+    got = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (got <= 0)
+        return 1;
+    stat[got] = 0;
+    close_paren = strrchr(stat, ')');     /* "tid (name) S ...": the name may hold ')' */
+    return !(close_paren && close_paren[1] == ' ' && (close_paren[2] == 'Z'
+                                                      || close_paren[2] == 'X'));
+}
+
+static inline double pyshl_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* The holder's thread id, 0 if the lock is free. */
+static inline uint32_t pyshl_lock_holder(uint32_t *word) {
+    return __atomic_load_n(word, __ATOMIC_ACQUIRE) & PYSHL_LOCK_HOLDER;
+}
+
+/* Try once: 1 if taken, 0 if not. */
+static inline int pyshl_lock_try(uint32_t *word, uint32_t tid) {
+    uint32_t expected = 0;
+    return __atomic_compare_exchange_n(word, &expected, tid, 0, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
+}
+
+static inline void pyshl_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Acquire, waiting up to `timeout` seconds (< 0: forever; 0: do not wait).
+   Returns 1 if taken, 2 if taken over from a holder that died, 0 on
+   timeout, -1 if this thread holds it already and would wait forever.
+   Call it without the GIL. */
+static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout) {
+    double deadline = timeout < 0 ? 0 : pyshl_now() + timeout, left;
+    uint32_t cur;
+    struct timespec wait;
+    long long ns;
+    int spin;
+    for (spin = 0; timeout != 0 && spin < 100; spin++) {     /* a short spin first */
+        cur = __atomic_load_n(word, __ATOMIC_RELAXED);
+        if (cur == 0 && pyshl_lock_try(word, tid))
+            return 1;
+        pyshl_pause();
+    }
+    for (;;) {
+        cur = __atomic_load_n(word, __ATOMIC_RELAXED);
+        if (cur == 0) {
+            /* Others may wait too: keep the flag, so that release wakes one. */
+            if (__atomic_compare_exchange_n(word, &cur, tid | PYSHL_LOCK_WAITERS, 0,
+                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                return 1;
+            continue;
+        }
+        if ((cur & PYSHL_LOCK_HOLDER) == tid) {
+            if (timeout < 0)
+                return -1;         /* (with a timeout, wait it out, as threading.Lock does) */
+        } else if (!pyshl_thread_alive(cur & PYSHL_LOCK_HOLDER)) {
+            if (__atomic_compare_exchange_n(word, &cur, tid | PYSHL_LOCK_WAITERS, 0,
+                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                return 2;
+            continue;
+        }
+        ns = PYSHL_LOCK_CHECK_NS;
+        if (timeout >= 0) {
+            left = deadline - pyshl_now();
+            if (left <= 0)
+                return 0;
+            if (left * 1e9 < ns)
+                ns = (long long)(left * 1e9) + 1;
+        }
+        if (!(cur & PYSHL_LOCK_WAITERS)) {
+            if (!__atomic_compare_exchange_n(word, &cur, cur | PYSHL_LOCK_WAITERS, 0,
+                                             __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                continue;
+            cur |= PYSHL_LOCK_WAITERS;
+        }
+        wait.tv_sec = ns / 1000000000LL;
+        wait.tv_nsec = ns % 1000000000LL;
+        /* Not FUTEX_PRIVATE_FLAG: the word is shared between processes.  It
+           returns when woken, when the word is no longer `cur`, or after `wait`,
+           to look at the holder again. */
+        syscall(SYS_futex, word, FUTEX_WAIT, cur, &wait, NULL, 0);
+    }
+}
+
+/* Release: 0, or -1 if this thread does not hold it (nothing changes). */
+static inline int pyshl_lock_release(uint32_t *word, uint32_t tid) {
+    uint32_t cur = __atomic_load_n(word, __ATOMIC_RELAXED);
+    if ((cur & PYSHL_LOCK_HOLDER) != tid)
+        return -1;
+    if (__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) & PYSHL_LOCK_WAITERS)
+        syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
+    return 0;
+}
+
+#endif

@@ -1,0 +1,145 @@
+# Lock: a cross-process mutex whose whole state is one int item, taken over when its holder dies.
+
+cimport cython
+from libc.stdint cimport uint32_t
+
+import warnings
+
+cdef extern from "_lock.h":
+    uint32_t* lock_word "pyshl_lock_word"(char* slot) nogil
+    uint32_t current_tid "pyshl_tid"() nogil
+    uint32_t lock_holder "pyshl_lock_holder"(uint32_t* word) nogil
+    int lock_try "pyshl_lock_try"(uint32_t* word, uint32_t tid) nogil
+    int lock_acquire "pyshl_lock_acquire"(uint32_t* word, uint32_t tid, double timeout) nogil
+    int lock_release "pyshl_lock_release"(uint32_t* word, uint32_t tid) nogil
+
+
+class LockRecoveredWarning(RuntimeWarning):
+    """A Lock was taken over from a holder that died holding it: what the lock
+    protected may be half-updated."""
+
+
+@cython.final
+cdef class Lock:
+    """A mutex whose whole state is one int item of a ShareableList.
+
+    ``Lock(sl, index)``, or ``sl.lock(index)``.  The item holds 0 while the
+    lock is free and the holder's thread id while it is held, so the lock
+    needs no other segment or semaphore: it attaches and pickles with its list,
+    by name.  The API is ``threading.Lock``'s.  Waiters sleep in the kernel (a
+    futex on the item).  A waiter that finds the holder's thread gone takes the
+    lock over within about 0.1 s, sets ``recovered`` and warns with
+    LockRecoveredWarning.  The item must not be written by other code.
+    """
+    cdef readonly ShareableList list
+    cdef readonly Py_ssize_t index
+    cdef readonly bint recovered     # the last acquire took over from a dead holder
+    # The item's slot, checked when the lock was made (as Cell's): valid while
+    # the list is open.
+    cdef char* _slot
+
+    def __cinit__(self, ShareableList sl not None, index):
+        self.index = _position(sl, index, "index out of range")
+        self.list = sl
+        cdef Mapping pinned = _pin(sl)
+        self._slot = <char*>_lock_word(self)     # an int item, or TypeError now
+
+    cdef inline uint32_t* _word_now(self) noexcept:
+        """The fast paths' lock word: if the list is open and writable and the
+        item still an int, with no Python code before the access; else NULL."""
+        cdef ShareableList sl = self.list
+        cdef Py_ssize_t k = self.index
+        if (sl._map.closed or sl._map.readonly
+                or load_u64(sl._layout.formats + 8 * k) != KIND_FORMAT[KIND_INT]
+                or sl._layout.codes[k] != CODE_NUMBER):
+            return NULL
+        return lock_word(self._slot)
+
+    def acquire(self, blocking=True, timeout=-1):
+        """Acquire the lock; with ``blocking`` or a ``timeout`` (seconds), wait
+        for it.  Returns whether it was acquired."""
+        cdef uint32_t* fast
+        if timeout is -1:                # (any blocking: a free lock is taken at once)
+            fast = self._word_now()
+            if fast != NULL and lock_try(fast, current_tid()):
+                self.recovered = False
+                return True
+        return self._acquire(blocking, timeout)
+
+    cdef object _acquire(self, object blocking, object timeout):
+        cdef double seconds = timeout
+        cdef bint block = blocking
+        cdef uint32_t* word
+        cdef uint32_t tid = current_tid()
+        cdef int taken
+        if not block and seconds != -1:
+            raise ValueError("can't specify a timeout for a non-blocking call")
+        if seconds < 0 and seconds != -1:
+            raise ValueError("timeout value must be a non-negative number")
+        cdef Mapping pinned = _pin_writable(self.list)     # mapped while we wait
+        word = _lock_word(self)
+        if lock_try(word, tid):
+            self.recovered = False
+            return True
+        if not block:
+            seconds = 0
+        with nogil:
+            taken = lock_acquire(word, tid, seconds)
+        if taken < 0:
+            raise RuntimeError("this thread holds the lock on item %d already: waiting "
+                               "for it would never end" % self.index)
+        self.recovered = taken == 2
+        if self.recovered:
+            warnings.warn("the lock on item %d of ShareableList %r was taken over from a "
+                          "holder that died holding it: what it protects may be "
+                          "half-updated" % (self.index, self.list.shm.name),
+                          LockRecoveredWarning, stacklevel=1)
+        return taken > 0
+
+    def release(self):
+        """Release the lock, which this thread must hold (RuntimeError otherwise)."""
+        cdef uint32_t* fast = self._word_now()
+        if fast != NULL and lock_release(fast, current_tid()) == 0:
+            return
+        cdef Mapping pinned = _pin_writable(self.list)
+        if lock_release(_lock_word(self), current_tid()) < 0:
+            raise RuntimeError("release of the lock on item %d, which this thread does "
+                               "not hold" % self.index)
+
+    def locked(self):
+        """Whether some thread, in any process, holds the lock."""
+        cdef Mapping pinned = _pin(self.list)
+        return lock_holder(_lock_word(self)) != 0
+
+    def __enter__(self):
+        cdef uint32_t* fast = self._word_now()
+        if fast == NULL or not lock_try(fast, current_tid()):
+            self._acquire(True, -1)
+        else:
+            self.recovered = False
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        cdef uint32_t* fast = self._word_now()
+        if fast == NULL or lock_release(fast, current_tid()) != 0:
+            Lock.release(self)
+
+    def __reduce__(self):
+        return Lock, (self.list, self.index)
+
+    def __repr__(self):
+        name = self.list.shm.name if self.list.shm is not None else None
+        return "<Lock on item %d of ShareableList %r>" % (self.index, name)
+
+
+cdef uint32_t* _lock_word(Lock lock) except NULL:
+    """The lock item's futex word (the list pinned by the caller)."""
+    cdef Slot s
+    cdef char* p = int_slot(&lock.list._layout, lock.index, KIND_FORMAT[KIND_INT])
+    if p == NULL:
+        _slot(lock.list, lock.index, &s)          # a corrupt slot: ValueError
+        if s.kind != KIND_INT:
+            raise TypeError("a lock needs an int item; item %d is %s"
+                            % (lock.index, _describe(lock.list, lock.index)))
+        _atomic_slot(lock.list, lock.index, &p, "lock")   # misaligned: ValueError
+    return lock_word(p)

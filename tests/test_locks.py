@@ -1,0 +1,217 @@
+"""sl.lock(i): a mutex in one int item, across threads and processes, that
+survives its holder's death."""
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+import warnings
+
+import pytest
+
+import pyshl
+from pyshl import LockRecoveredWarning
+
+# A lock item, two balances and a transfer counter: the classic bank example.
+LOCK, A, B, TRANSFERS = 0, 1, 2, 3
+
+
+def _transfer(sl, rounds, start):
+    lock = sl.lock(LOCK)
+    start.wait()
+    for k in range(rounds):
+        amount = k % 7 + 1
+        with lock:                       # a compound update: three items
+            sl[A] -= amount
+            sl[B] += amount
+            sl[TRANSFERS] += 1
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_mutual_exclusion_across_processes(make, method):
+    sl = make([0, 1_000_000, 0, 0])
+    ctx = multiprocessing.get_context(method)
+    start = ctx.Event()
+    procs = [ctx.Process(target=_transfer, args=(sl, 5000, start)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert sl[TRANSFERS] == 20_000 and sl[A] + sl[B] == 1_000_000
+    assert sl[A] == 1_000_000 - 4 * sum(k % 7 + 1 for k in range(5000))
+    assert sl[LOCK] == 0 and not sl.lock(LOCK).locked()
+
+
+def test_threads_of_one_process_exclude_each_other(make):
+    sl = make([0, 0])
+    lock = sl.lock(0)
+    counts = [0]
+
+    def work():
+        for _ in range(3000):
+            with lock:
+                value = counts[0]
+                time.sleep(0) if value % 1000 == 0 else None
+                counts[0] = value + 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts[0] == 12_000
+
+
+def test_api_like_threading_lock(make):
+    sl = make([0, 2.5, "text"])
+    lock = sl.lock(0)
+    assert not lock.locked() and lock.acquire() and lock.locked()
+    assert sl[0] == threading.get_native_id() if hasattr(threading, "get_native_id") else sl[0]
+    assert lock.acquire(False) is False and lock.acquire(timeout=0.01) is False
+    with pytest.raises(RuntimeError, match="holds the lock"):
+        lock.acquire()                   # would wait forever
+    lock.release()
+    with pytest.raises(RuntimeError, match="does not hold"):
+        lock.release()
+    with pytest.raises(ValueError):
+        lock.acquire(False, 1)
+    with pytest.raises(ValueError):
+        lock.acquire(timeout=-2)
+    with lock:
+        assert lock.locked()
+    assert not lock.locked() and sl[0] == 0
+    with pytest.raises(TypeError, match="int item"):
+        sl.lock(1)
+    with pytest.raises(TypeError):
+        sl.lock(2)
+    with pytest.raises(IndexError):
+        sl.lock(3)
+    assert isinstance(lock, pyshl.Lock) and "item 0" in repr(lock)
+
+
+def _hold(sl, held, release):
+    lock = sl.lock(0)
+    lock.acquire()
+    held.set()
+    release.wait(30)
+    lock.release()
+
+
+def test_timeouts_are_honoured(make):
+    sl = make([0])
+    ctx = multiprocessing.get_context("fork")
+    held, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(sl, held, release))
+    holder.start()
+    try:
+        assert held.wait(30)
+        lock = sl.lock(0)
+        assert lock.acquire(False) is False
+        start = time.monotonic()
+        assert lock.acquire(timeout=0.3) is False
+        assert 0.29 <= time.monotonic() - start < 2     # a loose bound: a noisy machine
+        release.set()
+        assert lock.acquire(timeout=30)
+        lock.release()
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def _hold_forever(sl, held):
+    sl.lock(0).acquire()
+    held.set()
+    time.sleep(300)
+
+
+def test_a_killed_holder_does_not_wedge_the_lock(make):
+    sl = make([0, 0])
+    ctx = multiprocessing.get_context("fork")
+    held = ctx.Event()
+    holder = ctx.Process(target=_hold_forever, args=(sl, held))
+    holder.start()
+    assert held.wait(30)
+    holder_tid = sl[0]
+    os.kill(holder.pid, signal.SIGKILL)
+    lock = sl.lock(0)                    # (the holder is a zombie until joined)
+    start = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert lock.acquire(timeout=30)
+    assert time.monotonic() - start < 2                 # taken over within ~0.1 s
+    assert lock.recovered and sl[0] != holder_tid
+    assert any(issubclass(w.category, LockRecoveredWarning) for w in caught)
+    lock.release()
+    assert lock.acquire() and not lock.recovered
+    lock.release()
+    holder.join(30)
+
+
+def _wait_on(sl, timeout, done):
+    sl.lock(0).acquire(timeout=timeout)
+    done.put(os.times()[0] + os.times()[1])
+
+
+def test_waiters_sleep_instead_of_spinning(make):
+    sl = make([0])
+    lock = sl.lock(0)
+    lock.acquire()
+    ctx = multiprocessing.get_context("fork")
+    done = ctx.Queue()
+    waiters = [ctx.Process(target=_wait_on, args=(sl, 1.0, done)) for _ in range(3)]
+    for p in waiters:
+        p.start()
+    cpu = [done.get(timeout=60) for _ in waiters]
+    for p in waiters:
+        p.join(30)
+    lock.release()
+    assert sum(cpu) < 0.5, cpu           # three processes waited a second each
+
+
+def _use_pickled(payload, results):
+    lock = pickle.loads(payload)
+    with lock:
+        lock.list[1] += 1
+    results.put(lock.index)
+    lock.list.close()
+
+
+def test_a_pickled_lock_works_in_any_process(make):
+    sl = make([0, 0])
+    lock = sl.lock(0)
+    payload = pickle.dumps(lock)
+    assert len(payload) < 1024
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_use_pickled, args=(payload, results)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    assert [results.get(timeout=60) for _ in procs] == [0, 0, 0]
+    for p in procs:
+        p.join(30)
+    assert sl[1] == 3 and not lock.locked()
+
+
+def test_forked_children_do_not_hold_their_parents_lock(make):
+    sl = make([0, 0])
+    lock = sl.lock(0)
+    lock.acquire()
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            if lock.acquire(timeout=0.05):
+                status = 1                 # the parent holds it: no
+            try:
+                lock.release()
+                status = 2                 # not the child's to release
+            except RuntimeError:
+                pass
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    lock.release()
