@@ -166,10 +166,11 @@ static inline Py_ssize_t pyshl_uniform_prefix(const pyshl_layout *l, Py_ssize_t 
 
 /* Atomic read-modify-writes on an aligned 8-byte slot, across processes. */
 
-/* 0 on success (*old is the previous value); 1 if the sum would overflow
-   int64, in which case nothing is written. */
-static inline int pyshl_fetch_add_i64(char *p, int64_t delta, int64_t *old) {
-    int64_t cur = __atomic_load_n((int64_t *)p, __ATOMIC_RELAXED), next;
+/* Add delta by compare-and-swap, starting from `cur`, a value read from the
+   slot: 0 on success (*old is the previous value); 1 if the sum would
+   overflow int64, in which case nothing is written. */
+static inline int pyshl_add_from_i64(char *p, int64_t delta, int64_t cur, int64_t *old) {
+    int64_t next;
     do {
         if (__builtin_add_overflow(cur, delta, &next)) {
             *old = cur;
@@ -181,6 +182,10 @@ static inline int pyshl_fetch_add_i64(char *p, int64_t delta, int64_t *old) {
     return 0;
 }
 
+static inline int pyshl_fetch_add_i64(char *p, int64_t delta, int64_t *old) {
+    return pyshl_add_from_i64(p, delta, __atomic_load_n((int64_t *)p, __ATOMIC_RELAXED), old);
+}
+
 /* pyshl_fetch_add_i64, starting from a guess of the current value (what this
    process last saw there) instead of a load: a right guess costs one locked
    instruction, and a wrong one a failed compare-and-swap, which fetches the
@@ -190,24 +195,14 @@ static inline int pyshl_fetch_add_i64(char *p, int64_t delta, int64_t *old) {
    read from memory. */
 static inline int pyshl_fetch_add_i64_from(char *p, int64_t delta, int64_t guess, int64_t *old) {
     int64_t cur = guess, next;
-    if (!__builtin_add_overflow(cur, delta, &next)) {
-        if (__atomic_compare_exchange_n((int64_t *)p, &cur, next, 0,
-                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
-            *old = guess;
-            return 0;
-        }
-    } else {
-        cur = __atomic_load_n((int64_t *)p, __ATOMIC_RELAXED);
+    if (__builtin_add_overflow(cur, delta, &next))
+        return pyshl_fetch_add_i64(p, delta, old);
+    if (__atomic_compare_exchange_n((int64_t *)p, &cur, next, 0,
+                                    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+        *old = guess;
+        return 0;
     }
-    do {
-        if (__builtin_add_overflow(cur, delta, &next)) {
-            *old = cur;
-            return 1;
-        }
-    } while (!__atomic_compare_exchange_n((int64_t *)p, &cur, next, 1,
-                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
-    *old = cur;
-    return 0;
+    return pyshl_add_from_i64(p, delta, cur, old);    /* cur: the value the CAS found */
 }
 
 static inline double pyshl_fetch_add_f64(char *p, double delta) {
