@@ -15,19 +15,16 @@ import timeit
 from multiprocessing import shared_memory as std_shared_memory
 
 import numpy as np
+from _workers import check_counts, random_bins, updates_per_second
 
 from pyshl import ShareableList
-
-
-def _bins(worker, count, bins):
-    return np.random.default_rng(worker).integers(0, bins, count)
 
 
 def stdlib_locked(shared, lock, barrier, worker, count, bins):
     # Forked workers share the parent's resource tracker, so the stdlib's
     # registration of this attached segment (gh-82300) is harmless here.
     sl = std_shared_memory.ShareableList(name=shared)
-    targets = _bins(worker, count, bins).tolist()
+    targets = random_bins(worker, count, bins).tolist()
     barrier.wait()
     for b in targets:
         with lock:
@@ -36,7 +33,7 @@ def stdlib_locked(shared, lock, barrier, worker, count, bins):
 
 
 def array_locked(shared, lock, barrier, worker, count, bins):
-    targets = _bins(worker, count, bins).tolist()
+    targets = random_bins(worker, count, bins).tolist()
     barrier.wait()
     for b in targets:
         with shared.get_lock():
@@ -44,7 +41,7 @@ def array_locked(shared, lock, barrier, worker, count, bins):
 
 
 def pyshl_fetch_add(shared, lock, barrier, worker, count, bins):
-    targets = _bins(worker, count, bins).tolist()
+    targets = random_bins(worker, count, bins).tolist()
     fetch_add = shared.fetch_add
     barrier.wait()
     for b in targets:
@@ -52,7 +49,7 @@ def pyshl_fetch_add(shared, lock, barrier, worker, count, bins):
 
 
 def pyshl_add_at(shared, lock, barrier, worker, count, bins, batch=1_000_000):
-    targets = _bins(worker, count, bins)
+    targets = random_bins(worker, count, bins)
     barrier.wait()
     for start in range(0, count, batch):
         shared.add_at(targets[start:start + batch], 1)
@@ -60,50 +57,22 @@ def pyshl_add_at(shared, lock, barrier, worker, count, bins, batch=1_000_000):
 
 def pyshl_own_rows(shared, lock, barrier, worker, count, bins, batch=1_000_000):
     # No atomics: each worker owns one row of `bins` slots; the parent reduces.
-    targets = _bins(worker, count, bins)
+    targets = random_bins(worker, count, bins)
     barrier.wait()
     row = shared.view(worker * bins, (worker + 1) * bins)
     for start in range(0, count, batch):
         row += np.bincount(targets[start:start + batch], minlength=bins)
 
 
-def _run(target, shared, workers, count, bins):
-    ctx = mp.get_context("fork")
-    barrier = ctx.Barrier(workers + 1)
-    lock = ctx.Lock()
-    procs = [ctx.Process(target=target, args=(shared, lock, barrier, w, count, bins))
-             for w in range(workers)]
-    for p in procs:
-        p.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for p in procs:
-        p.join()
-    elapsed = time.perf_counter() - start
-    if any(p.exitcode for p in procs):
-        raise SystemExit("a worker of %s failed" % target.__name__)
-    return workers * count / elapsed
-
-
-def _expected(workers, count, bins):
-    total = np.zeros(bins, dtype=np.int64)
-    for w in range(workers):
-        total += np.bincount(_bins(w, count, bins), minlength=bins)
-    return total
-
-
 def many_workers(workers, bins, scale):
     rows = []
 
-    def check(values, count, label):
-        if list(values) != _expected(workers, count, bins).tolist():
-            raise SystemExit("%s lost updates" % label)
 
     count = int(4_000 * scale)
     std = std_shared_memory.ShareableList([0] * bins)
     try:
-        rate = _run(stdlib_locked, std.shm.name, workers, count, bins)
-        check(std, count, "stdlib")
+        rate = updates_per_second(stdlib_locked, std.shm.name, workers, count, bins, "fork")
+        check_counts(std, workers, count, bins, "stdlib")
     finally:
         std.shm.close()
         std.shm.unlink()
@@ -112,23 +81,26 @@ def many_workers(workers, bins, scale):
     count = int(20_000 * scale)
     array = mp.get_context("fork").Array("q", bins)
     rows.append(("multiprocessing.Array + its lock, a[b] += 1",
-                 _run(array_locked, array, workers, count, bins)))
-    check(array[:], count, "multiprocessing.Array")
+                 updates_per_second(array_locked, array, workers, count, bins, "fork")))
+    check_counts(array[:], workers, count, bins, "multiprocessing.Array")
 
     count = int(300_000 * scale)
     with ShareableList([0] * bins) as sl:
-        rows.append(("pyshl fetch_add(b, 1) loop", _run(pyshl_fetch_add, sl, workers, count, bins)))
-        check(sl, count, "fetch_add")
+        rows.append(("pyshl fetch_add(b, 1) loop",
+                     updates_per_second(pyshl_fetch_add, sl, workers, count, bins, "fork")))
+        check_counts(sl, workers, count, bins, "fetch_add")
 
     count = int(10_000_000 * scale)
     with ShareableList([0] * bins) as sl:
-        rows.append(("pyshl add_at(batch of 1M, 1)", _run(pyshl_add_at, sl, workers, count, bins)))
-        check(sl, count, "add_at")
+        rows.append(("pyshl add_at(batch of 1M, 1)",
+                     updates_per_second(pyshl_add_at, sl, workers, count, bins, "fork")))
+        check_counts(sl, workers, count, bins, "add_at")
 
     with ShareableList([0] * (bins * workers)) as sl:
         rows.append(("pyshl own rows + view() (no atomics)",
-                     _run(pyshl_own_rows, sl, workers, count, bins)))
-        check(sl.view().reshape(workers, bins).sum(axis=0), count, "own rows")
+                     updates_per_second(pyshl_own_rows, sl, workers, count, bins, "fork")))
+        check_counts(sl.view().reshape(workers, bins).sum(axis=0), workers, count, bins,
+                     "own rows")
     return rows
 
 

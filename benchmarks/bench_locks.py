@@ -10,8 +10,9 @@ noisy, so read the ratios.
 import argparse
 import multiprocessing as mp
 import statistics
-import time
 import timeit
+
+from _workers import run_workers
 
 from pyshl import ShareableList
 
@@ -58,31 +59,16 @@ def w_mp(array, lock, barrier, rounds):
             array[2] += 1
 
 
-def _timed(target, args, workers, barrier):
-    procs = [mp.get_context("spawn").Process(target=target, args=args) for _ in range(workers)]
-    for p in procs:
-        p.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for p in procs:
-        p.join()
-    if any(p.exitcode for p in procs):
-        raise SystemExit("a worker of %s failed" % target.__name__)
-    return time.perf_counter() - start
-
-
 def contended(workers, rounds):
     ctx = mp.get_context("spawn")
     expected_moved = workers * sum(k % 7 + 1 for k in range(rounds))
     with ShareableList([0, 10**9, 0, 0]) as sl:
-        barrier = ctx.Barrier(workers + 1)
-        ours = _timed(w_pyshl, (sl.shm.name, barrier, rounds), workers, barrier)
+        ours = run_workers(w_pyshl, lambda w, barrier, lock: (sl.shm.name, barrier, rounds),
+                           workers)
         if sl.tolist() != [0, 10**9 - expected_moved, expected_moved, workers * rounds]:
             raise SystemExit("pyshl lock lost updates: %s" % sl.tolist())
     array = ctx.Array("q", [10**9, 0, 0], lock=False)
-    lock = ctx.Lock()
-    barrier = ctx.Barrier(workers + 1)
-    theirs = _timed(w_mp, (array, lock, barrier, rounds), workers, barrier)
+    theirs = run_workers(w_mp, lambda w, barrier, lock: (array, lock, barrier, rounds), workers)
     if list(array) != [10**9 - expected_moved, expected_moved, workers * rounds]:
         raise SystemExit("multiprocessing.Lock lost updates")
     return ours, theirs

@@ -18,6 +18,7 @@ import timeit
 from multiprocessing import shared_memory as std_shared_memory
 
 import numpy as np
+from _workers import check_counts, random_bins, updates_per_second
 
 from pyshl import ShareableList
 
@@ -118,13 +119,9 @@ def add_at_rows(bins):
 
 # -- many workers -------------------------------------------------------------------
 
-def _bins(worker, count, bins):
-    return np.random.default_rng(worker).integers(0, bins, count)
-
-
 def w_add_at(name, lock, barrier, worker, count, bins, batch=1_000_000):
     sl = ShareableList(name=name)
-    targets = _bins(worker, count, bins)
+    targets = random_bins(worker, count, bins)
     barrier.wait()
     for start in range(0, count, batch):
         sl.add_at(targets[start:start + batch], 1)
@@ -134,7 +131,7 @@ def w_add_at(name, lock, barrier, worker, count, bins, batch=1_000_000):
 def w_bincount_add_at(name, lock, barrier, worker, count, bins, batch=1_000_000):
     # The userland way: count privately, then add the counts of touched bins.
     sl = ShareableList(name=name)
-    targets = _bins(worker, count, bins)
+    targets = random_bins(worker, count, bins)
     barrier.wait()
     for start in range(0, count, batch):
         counts = np.bincount(targets[start:start + batch], minlength=bins)
@@ -146,7 +143,7 @@ def w_bincount_add_at(name, lock, barrier, worker, count, bins, batch=1_000_000)
 def w_own_rows(name, lock, barrier, worker, count, bins, batch=1_000_000):
     # No atomics: each worker owns a row of `bins` slots; the parent reduces.
     sl = ShareableList(name=name)
-    targets = _bins(worker, count, bins)
+    targets = random_bins(worker, count, bins)
     barrier.wait()
     row = sl.view(worker * bins, (worker + 1) * bins)
     for start in range(0, count, batch):
@@ -157,7 +154,7 @@ def w_own_rows(name, lock, barrier, worker, count, bins, batch=1_000_000):
 
 def w_fetch_add(name, lock, barrier, worker, count, bins):
     sl = ShareableList(name=name)
-    targets = _bins(worker, count, bins).tolist()
+    targets = random_bins(worker, count, bins).tolist()
     fetch_add = sl.fetch_add
     barrier.wait()
     for b in targets:
@@ -168,7 +165,7 @@ def w_fetch_add(name, lock, barrier, worker, count, bins):
 def w_atomicshm_fetch_add(name, lock, barrier, worker, count, bins):
     shm = std_shared_memory.SharedMemory(name)
     view = atomicshm.AtomicView(shm.buf)
-    offsets = (8 * _bins(worker, count, bins)).tolist()
+    offsets = (8 * random_bins(worker, count, bins)).tolist()
     fetch_add = view.fetch_add_u64
     barrier.wait()
     for offset in offsets:
@@ -178,72 +175,50 @@ def w_atomicshm_fetch_add(name, lock, barrier, worker, count, bins):
 
 
 def w_array_locked(array, lock, barrier, worker, count, bins):
-    targets = _bins(worker, count, bins).tolist()
+    targets = random_bins(worker, count, bins).tolist()
     barrier.wait()
     for b in targets:
         with array.get_lock():
             array[b] += 1
 
 
-def _run(target, shared, workers, count, bins):
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(workers + 1)
-    procs = [ctx.Process(target=target, args=(shared, None, barrier, w, count, bins))
-             for w in range(workers)]
-    for p in procs:
-        p.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for p in procs:
-        p.join()
-    elapsed = time.perf_counter() - start
-    if any(p.exitcode for p in procs):
-        raise SystemExit("a worker of %s failed" % target.__name__)
-    return workers * count / elapsed
-
-
-def _expected(workers, count, bins):
-    return sum(np.bincount(_bins(w, count, bins), minlength=bins) for w in range(workers))
-
-
 def worker_rows(workers, bins, scale):
     rows = []
 
-    def check(values, count, label):
-        if list(values) != _expected(workers, count, bins).tolist():
-            raise SystemExit("%s lost updates" % label)
 
     count = int(10_000_000 * scale)
     for label, target in (("pyshl add_at(idx, 1), batches of 1M", w_add_at),
                           ("userland: bincount, then add_at(bins, counts)", w_bincount_add_at)):
         with ShareableList([0] * bins) as sl:
-            rows.append((label, _run(target, sl.shm.name, workers, count, bins)))
-            check(sl, count, label)
+            rows.append((label, updates_per_second(target, sl.shm.name, workers, count, bins)))
+            check_counts(sl, workers, count, bins, label)
     with ShareableList([0] * (bins * workers)) as sl:
         rows.append(("own rows + bincount, parent reduces (no atomics)",
-                     _run(w_own_rows, sl.shm.name, workers, count, bins)))
-        check(sl.view().reshape(workers, bins).sum(axis=0), count, "own rows")
+                     updates_per_second(w_own_rows, sl.shm.name, workers, count, bins)))
+        check_counts(sl.view().reshape(workers, bins).sum(axis=0), workers, count, bins,
+                     "own rows")
 
     count = int(300_000 * scale)
     with ShareableList([0] * bins) as sl:
         rows.append(("pyshl fetch_add(i, 1) loop",
-                     _run(w_fetch_add, sl.shm.name, workers, count, bins)))
-        check(sl, count, "fetch_add")
+                     updates_per_second(w_fetch_add, sl.shm.name, workers, count, bins)))
+        check_counts(sl, workers, count, bins, "fetch_add")
     if atomicshm is not None:
         shm = std_shared_memory.SharedMemory(create=True, size=8 * bins)
         try:
             shm.buf[:] = bytes(8 * bins)
             rows.append(("atomicshm fetch_add_u64(offset, 1) loop",
-                         _run(w_atomicshm_fetch_add, shm.name, workers, count, bins)))
-            check(np.frombuffer(shm.buf, dtype=np.uint64).copy(), count, "atomicshm")
+                         updates_per_second(w_atomicshm_fetch_add, shm.name, workers, count, bins)))
+            check_counts(np.frombuffer(shm.buf, dtype=np.uint64).copy(), workers, count, bins,
+                         "atomicshm")
         finally:
             shm.close()
             shm.unlink()
     count = int(20_000 * scale)
     array = mp.get_context("spawn").Array("q", bins)
     rows.append(("multiprocessing.Array + its lock, a[i] += 1",
-                 _run(w_array_locked, array, workers, count, bins)))
-    check(array[:], count, "multiprocessing.Array")
+                 updates_per_second(w_array_locked, array, workers, count, bins)))
+    check_counts(array[:], workers, count, bins, "multiprocessing.Array")
     return rows
 
 
