@@ -4,8 +4,9 @@
     python benchmarks/bench_peers.py [--workers 4] [--bins 256] [--scale 1]
 
 Peers: atomicshm (lock-free atomics on a SharedMemory buffer, offsets and
-bound cells), multiprocessing.Value/Array with their locks, and private NumPy
-(np.add.at, np.bincount) as the floor.  A peer that is not installed is
+bound cells), multiprocessing.Value/Array with their locks, the standard
+ShareableList with a multiprocessing.Lock, and private NumPy (np.add.at,
+np.bincount) as the floor.  A peer that is not installed is
 skipped with a message.  Workers are spawned and start together (a barrier);
 every row's totals are checked exactly.  Medians; the machine is noisy, so
 read the ratios.
@@ -174,6 +175,19 @@ def w_atomicshm_fetch_add(name, lock, barrier, worker, count, bins):
     shm.close()
 
 
+def w_stdlib_locked(name, lock, barrier, worker, count, bins):
+    # The standard list, with a lock for its read-modify-write.  Attaching
+    # registers the segment with the resource tracker (gh-82300), but workers
+    # share the parent's tracker, where it is registered already: harmless.
+    sl = std_shared_memory.ShareableList(name=name)
+    targets = random_bins(worker, count, bins).tolist()
+    barrier.wait()
+    for b in targets:
+        with lock:
+            sl[b] = sl[b] + 1
+    sl.shm.close()
+
+
 def w_array_locked(array, lock, barrier, worker, count, bins):
     targets = random_bins(worker, count, bins).tolist()
     barrier.wait()
@@ -214,6 +228,15 @@ def worker_rows(workers, bins, scale):
         finally:
             shm.close()
             shm.unlink()
+    count = int(4_000 * scale)
+    std = std_shared_memory.ShareableList([0] * bins)
+    try:
+        rows.append(("stdlib ShareableList + multiprocessing.Lock, sl[i] = sl[i] + 1",
+                     updates_per_second(w_stdlib_locked, std.shm.name, workers, count, bins)))
+        check_counts(std, workers, count, bins, "stdlib")
+    finally:
+        std.shm.close()
+        std.shm.unlink()
     count = int(20_000 * scale)
     array = mp.get_context("spawn").Array("q", bins)
     rows.append(("multiprocessing.Array + its lock, a[i] += 1",
