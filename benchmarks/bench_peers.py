@@ -9,9 +9,10 @@ ShareableList with a multiprocessing.Lock, and private NumPy (np.add.at,
 np.bincount) as the floor.  A peer that is not installed is
 skipped with a message.  Workers are spawned and start together (a barrier);
 every row's totals are checked exactly.  Medians; the machine is noisy, so
-read the ratios.
+read the ratios.  One-process add_at rows time pyshl and np.add.at in turn.
 """
 import argparse
+import contextlib
 import multiprocessing as mp
 import statistics
 import time
@@ -31,89 +32,109 @@ except ImportError:
 
 # -- one process: per-call cost -------------------------------------------------------
 
-def _per_call(stmt, namespace, number=200_000, repeat=9):
+def _timer(stmt, namespace):
     setup = "; ".join("%s = _ns[%r]" % (k, k) for k in namespace)
-    timer = timeit.Timer(stmt, setup=setup, globals={"_ns": namespace})
-    timer.timeit(number)          # warm up (caches, branch predictors, the CPU clock)
-    return statistics.median(timer.repeat(repeat, number)) / number
+    return timeit.Timer(stmt, setup=setup, globals={"_ns": namespace})
 
 
-def per_call_rows():
-    rows = []
-    with ShareableList([0] * 64) as sl:
+def _round_robin(timers, number, repeat=9):
+    """Median seconds per call of each timer.  The timers take turns, one
+    repeat each per round, so a slow spell of this noisy machine hits every
+    contender alike rather than whichever happens to run then."""
+    for timer in timers:
+        timer.timeit(number)      # warm up (caches, branch predictors, the CPU clock)
+    times = [[] for _ in timers]
+    for _ in range(repeat):
+        for timer, kept in zip(timers, times):
+            kept.append(timer.timeit(number) / number)
+    return [statistics.median(kept) for kept in times]
+
+
+_OPS = ("fetch_add", "CAS", "load", "store")
+
+
+def per_call_rows(number=200_000):
+    contenders = []       # (label, {op: statement}, namespace)
+    with contextlib.ExitStack() as stack:
+        sl = stack.enter_context(ShareableList([0] * 64))
         cell = sl.cell(7)
-        ns = {"sl": sl, "cell": cell, "fa": sl.fetch_add, "cas": sl.compare_exchange,
-              "load": sl.load, "store": sl.store, "cfa": cell.fetch_add,
-              "ccas": cell.compare_exchange, "cload": cell.load, "cstore": cell.store}
-        rows.append(("pyshl sl.op(i, ...)", {
-            "fetch_add": _per_call("fa(7, 1)", ns), "CAS": _per_call("cas(7, 0, 0)", ns),
-            "load": _per_call("load(7)", ns), "store": _per_call("store(7, 0)", ns)}))
-        rows.append(("pyshl cell.op(...)", {
-            "fetch_add": _per_call("cfa(1)", ns), "CAS": _per_call("ccas(0, 0)", ns),
-            "load": _per_call("cload()", ns), "store": _per_call("cstore(0)", ns)}))
-    if atomicshm is not None:
-        shm = std_shared_memory.SharedMemory(create=True, size=4096)
-        try:
+        contenders.append(("pyshl sl.op(i, ...)", dict(zip(_OPS, (
+            "fa(7, 1)", "cas(7, 0, 0)", "load(7)", "store(7, 0)"))), {
+            "fa": sl.fetch_add, "cas": sl.compare_exchange, "load": sl.load,
+            "store": sl.store}))
+        contenders.append(("pyshl cell.op(...)", dict(zip(_OPS, (
+            "fa(1)", "cas(0, 0)", "load()", "store(0)"))), {
+            "fa": cell.fetch_add, "cas": cell.compare_exchange, "load": cell.load,
+            "store": cell.store}))
+        if atomicshm is not None:
+            shm = std_shared_memory.SharedMemory(create=True, size=4096)
+            stack.callback(shm.unlink)
+            stack.callback(shm.close)
             view = atomicshm.AtomicView(shm.buf)
             acell = view.cell_u64(56)
-            ns = {"fa": view.fetch_add_u64, "cas": view.cas_u64, "load": view.load_u64,
-                  "store": view.store_u64, "cfa": acell.fetch_add, "ccas": acell.cas,
-                  "cload": acell.load, "cstore": acell.store}
-            rows.append(("atomicshm view.op_u64(offset, ...)", {
-                "fetch_add": _per_call("fa(56, 1)", ns), "CAS": _per_call("cas(56, 0, 0)", ns),
-                "load": _per_call("load(56)", ns), "store": _per_call("store(56, 0)", ns)}))
-            rows.append(("atomicshm cell.op(...)", {
-                "fetch_add": _per_call("cfa(1)", ns), "CAS": _per_call("ccas(0, 0)", ns),
-                "load": _per_call("cload()", ns), "store": _per_call("cstore(0)", ns)}))
-            del acell, view, ns
-        finally:
-            shm.close()
-            shm.unlink()
-    value = mp.get_context("spawn").Value("q", 0)
-    rows.append(("multiprocessing.Value + its lock", {
-        "fetch_add": _per_call("with v.get_lock(): v.value += 1", {"v": value}, 50_000),
-        "load": _per_call("v.value", {"v": value}, 50_000)}))
-    return rows
+            contenders.append(("atomicshm view.op_u64(offset, ...)", dict(zip(_OPS, (
+                "fa(56, 1)", "cas(56, 0, 0)", "load(56)", "store(56, 0)"))), {
+                "fa": view.fetch_add_u64, "cas": view.cas_u64, "load": view.load_u64,
+                "store": view.store_u64}))
+            contenders.append(("atomicshm cell.op(...)", dict(zip(_OPS, (
+                "fa(1)", "cas(0, 0)", "load()", "store(0)"))), {
+                "fa": acell.fetch_add, "cas": acell.cas, "load": acell.load,
+                "store": acell.store}))
+        value = mp.get_context("spawn").Value("q", 0)
+        contenders.append(("multiprocessing.Value + its lock", {
+            "fetch_add": "with v.get_lock(): v.value += 1", "load": "v.value"}, {"v": value}))
+        keys = [(label, op) for label, stmts, _ in contenders for op in stmts]
+        timers = [_timer(stmts[op], ns) for _, stmts, ns in contenders for op in stmts]
+        medians = _round_robin(timers, number)
+        rows = {label: {} for label, _, _ in contenders}
+        for (label, op), seconds in zip(keys, medians):
+            rows[label][op] = seconds
+        del timers, contenders
+        if atomicshm is not None:
+            del acell, view     # they export shm.buf, which must be released to close it
+        return list(rows.items())
 
 
 # -- one process: add_at --------------------------------------------------------------
 
-def _median_seconds(fn, repeat=7):
-    times = []
+def _alternating_medians(ours, theirs, repeat=11):
+    """Median seconds of ours() and of theirs(), timed in turn.  Alternating
+    gives both the same machine state: neither finds its target array left in
+    the cache by its own previous run, and a slow spell of this noisy machine
+    hits both sides alike."""
+    times = ([], [])
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, kept in zip((ours, theirs), times):
+            start = time.perf_counter()
+            fn()
+            kept.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
-def add_at_rows(bins):
+def add_at_rows(bins, repeat=11):
     rng = np.random.default_rng(0)
     rows = []
     updates = 1_000_000
     targets = rng.integers(0, bins, updates)
-    with ShareableList([0] * bins) as sl:
-        ours = _median_seconds(lambda: sl.add_at(targets, 1))
-        expected = 7 * np.bincount(targets, minlength=bins)    # 7 repeats
-        if sl.tolist() != expected.tolist():
-            raise SystemExit("add_at lost updates")
     private = np.zeros(bins, dtype=np.int64)
-    theirs = _median_seconds(lambda: np.add.at(private, targets, 1))
+    with ShareableList([0] * bins) as sl:
+        ours, theirs = _alternating_medians(lambda: sl.add_at(targets, 1),
+                                            lambda: np.add.at(private, targets, 1), repeat)
+        if sl.tolist() != private.tolist() or not private.any():
+            raise SystemExit("add_at lost updates")
     rows.append(("%d int bins, 1M updates of 1" % bins, updates / ours, updates / theirs))
 
     float_bins = 1_000_000
     targets = rng.integers(0, float_bins, updates)
     deltas = rng.integers(0, 4, updates).astype(np.float64)   # integral: exact sums
+    private = np.zeros(float_bins)
     with ShareableList(np.zeros(float_bins)) as sl:
         view = sl.view()
-        ours = _median_seconds(lambda: sl.add_at(targets, deltas))
-        expected = np.zeros(float_bins)
-        np.add.at(expected, targets, 7 * deltas)
-        if not np.array_equal(view, expected):
+        ours, theirs = _alternating_medians(lambda: sl.add_at(targets, deltas),
+                                            lambda: np.add.at(private, targets, deltas), repeat)
+        if not np.array_equal(view, private) or not private.any():
             raise SystemExit("float add_at lost updates")
         del view
-    private = np.zeros(float_bins)
-    theirs = _median_seconds(lambda: np.add.at(private, targets, deltas))
     rows.append(("1M float bins, 1M float updates", updates / ours, updates / theirs))
     return rows
 
@@ -196,53 +217,70 @@ def w_array_locked(array, lock, barrier, worker, count, bins):
             array[b] += 1
 
 
-def worker_rows(workers, bins, scale):
-    rows = []
+@contextlib.contextmanager
+def _pyshl_list(size, totals=None):
+    """A zeroed pyshl list: (its name, a function giving the per-bin totals)."""
+    with ShareableList([0] * size) as sl:
+        yield sl.shm.name, (lambda: totals(sl)) if totals else sl.tolist
 
 
-    count = int(10_000_000 * scale)
-    for label, target in (("pyshl add_at(idx, 1), batches of 1M", w_add_at),
-                          ("userland: bincount, then add_at(bins, counts)", w_bincount_add_at)):
-        with ShareableList([0] * bins) as sl:
-            rows.append((label, updates_per_second(target, sl.shm.name, workers, count, bins)))
-            check_counts(sl, workers, count, bins, label)
-    with ShareableList([0] * (bins * workers)) as sl:
-        rows.append(("own rows + bincount, parent reduces (no atomics)",
-                     updates_per_second(w_own_rows, sl.shm.name, workers, count, bins)))
-        check_counts(sl.view().reshape(workers, bins).sum(axis=0), workers, count, bins,
-                     "own rows")
-
-    count = int(300_000 * scale)
-    with ShareableList([0] * bins) as sl:
-        rows.append(("pyshl fetch_add(i, 1) loop",
-                     updates_per_second(w_fetch_add, sl.shm.name, workers, count, bins)))
-        check_counts(sl, workers, count, bins, "fetch_add")
-    if atomicshm is not None:
-        shm = std_shared_memory.SharedMemory(create=True, size=8 * bins)
-        try:
-            shm.buf[:] = bytes(8 * bins)
-            rows.append(("atomicshm fetch_add_u64(offset, 1) loop",
-                         updates_per_second(w_atomicshm_fetch_add, shm.name, workers, count, bins)))
-            check_counts(np.frombuffer(shm.buf, dtype=np.uint64).copy(), workers, count, bins,
-                         "atomicshm")
-        finally:
-            shm.close()
-            shm.unlink()
-    count = int(4_000 * scale)
-    std = std_shared_memory.ShareableList([0] * bins)
+@contextlib.contextmanager
+def _atomicshm_buffer(size):
+    shm = std_shared_memory.SharedMemory(create=True, size=8 * size)
     try:
-        rows.append(("stdlib ShareableList + multiprocessing.Lock, sl[i] = sl[i] + 1",
-                     updates_per_second(w_stdlib_locked, std.shm.name, workers, count, bins)))
-        check_counts(std, workers, count, bins, "stdlib")
+        shm.buf[:] = bytes(8 * size)
+        yield shm.name, lambda: np.frombuffer(shm.buf, dtype=np.uint64).tolist()
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+@contextlib.contextmanager
+def _stdlib_list(size):
+    std = std_shared_memory.ShareableList([0] * size)
+    try:
+        yield std.shm.name, lambda: list(std)
     finally:
         std.shm.close()
         std.shm.unlink()
-    count = int(20_000 * scale)
-    array = mp.get_context("spawn").Array("q", bins)
-    rows.append(("multiprocessing.Array + its lock, a[i] += 1",
-                 updates_per_second(w_array_locked, array, workers, count, bins)))
-    check_counts(array[:], workers, count, bins, "multiprocessing.Array")
-    return rows
+
+
+@contextlib.contextmanager
+def _locked_array(size):
+    array = mp.get_context("spawn").Array("q", size)
+    yield array, lambda: array[:]
+
+
+def worker_rows(workers, bins, scale, rounds=3):
+    """(label, median updates/s) per contender.  The contenders take turns,
+    one run each per round, each run on zeroed bins with its totals checked."""
+    def own_rows_totals(sl):
+        return sl.view().reshape(workers, bins).sum(axis=0).tolist()
+
+    contenders = [   # label, worker, updates per worker, zeroed shared bins
+        ("pyshl add_at(idx, 1), batches of 1M", w_add_at, 10_000_000,
+         lambda: _pyshl_list(bins)),
+        ("userland: bincount, then add_at(bins, counts)", w_bincount_add_at, 10_000_000,
+         lambda: _pyshl_list(bins)),
+        ("own rows + bincount, parent reduces (no atomics)", w_own_rows, 10_000_000,
+         lambda: _pyshl_list(bins * workers, own_rows_totals)),
+        ("pyshl fetch_add(i, 1) loop", w_fetch_add, 300_000, lambda: _pyshl_list(bins))]
+    if atomicshm is not None:
+        contenders.append(("atomicshm fetch_add_u64(offset, 1) loop", w_atomicshm_fetch_add,
+                           300_000, lambda: _atomicshm_buffer(bins)))
+    contenders += [
+        ("stdlib ShareableList + multiprocessing.Lock, sl[i] = sl[i] + 1", w_stdlib_locked,
+         4_000, lambda: _stdlib_list(bins)),
+        ("multiprocessing.Array + its lock, a[i] += 1", w_array_locked, 20_000,
+         lambda: _locked_array(bins))]
+    rates = {label: [] for label, _, _, _ in contenders}
+    for _ in range(rounds):
+        for label, worker, count, zeroed in contenders:
+            count = int(count * scale)
+            with zeroed() as (shared, totals):
+                rates[label].append(updates_per_second(worker, shared, workers, count, bins))
+                check_counts(totals(), workers, count, bins, label)
+    return [(label, statistics.median(kept)) for label, kept in rates.items()]
 
 
 def main():
