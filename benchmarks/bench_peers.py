@@ -53,33 +53,37 @@ def _round_robin(timers, number, repeat=9):
 _OPS = ("fetch_add", "CAS", "load", "store")
 
 
+def _contender(label, methods, arguments):
+    """(label, {op: statement}, namespace): the methods for _OPS, in order,
+    each called with its arguments."""
+    names = ("fa", "cas", "load", "store")
+    return (label, {op: "%s(%s)" % (name, args) for op, name, args in zip(_OPS, names, arguments)},
+            dict(zip(names, methods)))
+
+
 def per_call_rows(number=200_000):
-    contenders = []       # (label, {op: statement}, namespace)
+    bound = ("1", "0, 0", "", "0")        # a cell's arguments: no index or offset
     with contextlib.ExitStack() as stack:
         sl = stack.enter_context(ShareableList([0] * 64))
         cell = sl.cell(7)
-        contenders.append(("pyshl sl.op(i, ...)", dict(zip(_OPS, (
-            "fa(7, 1)", "cas(7, 0, 0)", "load(7)", "store(7, 0)"))), {
-            "fa": sl.fetch_add, "cas": sl.compare_exchange, "load": sl.load,
-            "store": sl.store}))
-        contenders.append(("pyshl cell.op(...)", dict(zip(_OPS, (
-            "fa(1)", "cas(0, 0)", "load()", "store(0)"))), {
-            "fa": cell.fetch_add, "cas": cell.compare_exchange, "load": cell.load,
-            "store": cell.store}))
+        contenders = [
+            _contender("pyshl sl.op(i, ...)",
+                       (sl.fetch_add, sl.compare_exchange, sl.load, sl.store),
+                       ("7, 1", "7, 0, 0", "7", "7, 0")),
+            _contender("pyshl cell.op(...)",
+                       (cell.fetch_add, cell.compare_exchange, cell.load, cell.store), bound)]
         if atomicshm is not None:
             shm = std_shared_memory.SharedMemory(create=True, size=4096)
             stack.callback(shm.unlink)
             stack.callback(shm.close)
             view = atomicshm.AtomicView(shm.buf)
             acell = view.cell_u64(56)
-            contenders.append(("atomicshm view.op_u64(offset, ...)", dict(zip(_OPS, (
-                "fa(56, 1)", "cas(56, 0, 0)", "load(56)", "store(56, 0)"))), {
-                "fa": view.fetch_add_u64, "cas": view.cas_u64, "load": view.load_u64,
-                "store": view.store_u64}))
-            contenders.append(("atomicshm cell.op(...)", dict(zip(_OPS, (
-                "fa(1)", "cas(0, 0)", "load()", "store(0)"))), {
-                "fa": acell.fetch_add, "cas": acell.cas, "load": acell.load,
-                "store": acell.store}))
+            contenders += [
+                _contender("atomicshm view.op_u64(offset, ...)",
+                           (view.fetch_add_u64, view.cas_u64, view.load_u64, view.store_u64),
+                           ("56, 1", "56, 0, 0", "56", "56, 0")),
+                _contender("atomicshm cell.op(...)",
+                           (acell.fetch_add, acell.cas, acell.load, acell.store), bound)]
         value = mp.get_context("spawn").Value("q", 0)
         contenders.append(("multiprocessing.Value + its lock", {
             "fetch_add": "with v.get_lock(): v.value += 1", "load": "v.value"}, {"v": value}))

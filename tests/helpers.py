@@ -1,4 +1,5 @@
 """Helpers shared by the tests (imported explicitly: `from helpers import ...`)."""
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -54,3 +55,15 @@ def run_python(code, *, check=True, timeout=120):
         raise AssertionError("child failed (%d):\n%s\n%s"
                              % (proc.returncode, proc.stdout, proc.stderr))
     return proc
+
+
+def run_processes(method, jobs, timeout=120):
+    """Run (target, args) jobs as processes of the `method` start method, all at
+    once; every one must exit with 0."""
+    ctx = multiprocessing.get_context(method)
+    procs = [ctx.Process(target=target, args=args) for target, args in jobs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    assert [p.exitcode for p in procs] == [0] * len(procs)

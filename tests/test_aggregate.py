@@ -1,12 +1,11 @@
 """add_at combines each target's deltas privately, then adds once per target:
 the results must be exactly those of adding one at a time."""
-import multiprocessing
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import run_processes
 from pyshl import ShareableList
 
 MAX, MIN = 2**63 - 1, -2**63
@@ -142,13 +141,7 @@ def test_concurrent_add_at_loses_nothing(make, method):
         for _ in range(batches):
             indices = rng.integers(-bins, bins, 50_000)
             np.add.at(expected, indices, rng.integers(-3, 4, indices.size))
-    ctx = multiprocessing.get_context(method)
-    procs = [ctx.Process(target=_add_batches, args=(sl, seed, batches)) for seed in range(workers)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    run_processes(method, [(_add_batches, (sl, seed, batches)) for seed in range(workers)])
     assert sl.tolist() == expected.tolist()
 
 

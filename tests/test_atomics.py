@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import run_python
+from helpers import run_processes, run_python
 
 WORKERS = 4
 BINS = 16
@@ -33,13 +33,7 @@ def _add_at_worker(sl, worker, updates):
 
 
 def _run_workers(method, target, sl, updates):
-    ctx = multiprocessing.get_context(method)
-    procs = [ctx.Process(target=target, args=(sl, w, updates)) for w in range(WORKERS)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * WORKERS
+    run_processes(method, [(target, (sl, w, updates)) for w in range(WORKERS)])
 
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])
@@ -100,15 +94,9 @@ def _reader(sl, seconds, bad):
 
 def test_readers_never_see_torn_values(make):
     sl = make([0.0 if k % 2 == 0 else 0 for k in range(64)])
-    ctx = multiprocessing.get_context("fork")
-    bad = ctx.Value("l", 0)      # ("q" is 3.7+)
-    procs = [ctx.Process(target=_writer, args=(sl, 1.5, s)) for s in range(2)]
-    procs += [ctx.Process(target=_reader, args=(sl, 1.5, bad)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0] * 4
+    bad = multiprocessing.get_context("fork").Value("l", 0)      # ("q" is 3.7+)
+    run_processes("fork", [(_writer, (sl, 1.5, s)) for s in range(2)]
+                  + [(_reader, (sl, 1.5, bad)) for _ in range(2)], timeout=60)
     assert bad.value == 0
 
 
@@ -324,13 +312,7 @@ def _cell_worker(cell, updates):
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_cells_from_many_processes_lose_nothing(make, method):
     sl = make([0, 0.0])
-    ctx = multiprocessing.get_context(method)
-    procs = [ctx.Process(target=_cell_worker, args=(sl.cell(k % 2), 5000)) for k in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    run_processes(method, [(_cell_worker, (sl.cell(k % 2), 5000)) for k in range(4)])
     assert sl.tolist() == [10000, 10000.0]
 
 
