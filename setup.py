@@ -16,13 +16,13 @@ if os.environ.get("PYSHL_SANITIZE"):
 
 # The core's concerns are included into _codec.pyx: a change to any of them
 # rebuilds it.
-core_parts = ["pyshl/_codec.pxd", "pyshl/_mapping.pxd", "pyshl/_slots.h", "pyshl/_formats.pxi",
+core_parts = ["pyshl/_codec.pxd", "pyshl/_mapping.pxd", "pyshl/_region.h", "pyshl/_slots.h", "pyshl/_formats.pxi",
               "pyshl/_slots.pxi", "pyshl/_construction.pxi", "pyshl/_scans.pxi",
               "pyshl/_atomics.pxi", "pyshl/_aggregate.pxi", "pyshl/_locks.pxi",
               "pyshl/_lock.h", "pyshl/_list.pxi"]
 
 extensions = [
-    Extension("pyshl._mapping", ["pyshl/_mapping.pyx"], depends=["pyshl/_mapping.pxd"],
+    Extension("pyshl._mapping", ["pyshl/_mapping.pyx"], depends=["pyshl/_mapping.pxd", "pyshl/_region.h"],
               extra_compile_args=compile_args, extra_link_args=link_args),
     Extension("pyshl._codec", ["pyshl/_codec.pyx"], depends=core_parts,
               extra_compile_args=compile_args, extra_link_args=link_args),

@@ -61,12 +61,12 @@ cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
     cdef Batch b
     cdef int64_t lo = 0, hi = 0
     cdef Py_ssize_t bad
-    cdef Mapping pinned
+    cdef pyshl_region* r
     b.n = sl._layout.n
     b.int_deltas_ = NULL
     b.float_deltas = NULL
     # Converting the arguments may run Python code (__array__, __index__,
-    # dtype lookups): it all happens before the mapping is pinned.
+    # dtype lookups): it all happens before the mapping is entered.
     index_array = np.asarray(indices)
     if index_array.size == 0:
         index_array = index_array.astype(np.int64)   # [] is float64: nothing to add
@@ -81,7 +81,9 @@ cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
         delta_array = np.broadcast_to(delta_array, index_array.shape).ravel()
     index_array = index_array.ravel()
     b.m = index_array.shape[0]
-    if b.m == 0:
+    if b.m == 0:            # nothing to add, but a closed or read-only list still refuses
+        r = _enter_writable(sl)
+        region_leave(r)
         return 0
     # int(): NumPy 1.x compares uint64 with a Python int through float64.
     if b.int_deltas and delta_array.dtype.kind == "u" and delta_array.size \
@@ -102,17 +104,20 @@ cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
         float_delta = delta_array
         b.float_deltas = &float_delta[0]
     b.idx = &idx[0]
-    pinned = _pin_writable(sl)       # also keeps it mapped while the GIL is released
-    if b.n <= COMBINE_SPAN:
-        # A short list: sums over all of it, each index checked as it is summed.
-        return _add_combined(sl, &b, 0, b.n)
-    with nogil:
-        bad = index_range(b.idx, b.m, b.n, &lo, &hi)
-    if bad >= 0:
-        _index_error(&b, bad)
-    if hi - lo + 1 <= COMBINE_SPAN or (hi - lo + 1) * COMBINE_REPEATS <= b.m:
-        return _add_combined(sl, &b, lo, hi - lo + 1)
-    return _add_spread(sl, &b, lo, hi - lo + 1)
+    r = _enter_writable(sl)       # also keeps it mapped while the GIL is released
+    try:
+        if b.n <= COMBINE_SPAN:
+            # A short list: sums over all of it, each index checked as it is summed.
+            return _add_combined(sl, &b, 0, b.n)
+        with nogil:
+            bad = index_range(b.idx, b.m, b.n, &lo, &hi)
+        if bad >= 0:
+            _index_error(&b, bad)
+        if hi - lo + 1 <= COMBINE_SPAN or (hi - lo + 1) * COMBINE_REPEATS <= b.m:
+            return _add_combined(sl, &b, lo, hi - lo + 1)
+        return _add_spread(sl, &b, lo, hi - lo + 1)
+    finally:
+        region_leave(r)
 
 
 cdef int _index_error(Batch* b, Py_ssize_t j) except -1:
@@ -205,7 +210,7 @@ cdef char* _uniform_targets(ShareableList sl, int64_t lo, int64_t span) noexcept
     cdef pyshl_layout* layout = &sl._layout
     cdef uint64_t word = load_u64(layout.formats + 8 * lo)
     cdef int64_t base = load_i64(layout.offsets + 8 * lo)
-    if layout.codes[lo] != CODE_NUMBER or not (word == KIND_FORMAT[KIND_INT]
+    if load_code(layout.codes + lo) != CODE_NUMBER or not (word == KIND_FORMAT[KIND_INT]
                                                or word == KIND_FORMAT[KIND_FLOAT]):
         return NULL
     if base < 0 or base > layout.data_size - 8 * span or (<uintptr_t>(layout.data + base)) & 7:

@@ -55,7 +55,7 @@ cdef int _number_arg_other(object value, Number* out, str what) except -1:
 
 cdef inline int _atomic_slot(ShareableList sl, Py_ssize_t k, char** ptr, str op) except -1:
     """Point at item k's aligned 8-byte slot, which must hold an int or a float;
-    return its kind.  The pointer is valid while the caller holds the pin."""
+    return its kind.  The pointer is valid until the caller leaves the mapping."""
     cdef uint64_t word
     cdef int code
     cdef char* p = slot8(&sl._layout, k, &word, &code)
@@ -79,9 +79,9 @@ cdef int _atomic_slot_checked(ShareableList sl, Py_ssize_t k, char** ptr, str op
     return s.kind
 
 
-# Fast paths: exact ints and a valid, aligned int slot.  They run no Python
-# code between checking that the list is open and touching the slot, so they
-# need no pin; anything else (and every error) takes the full path below.
+# Fast paths: exact ints and a valid, aligned int slot, the mapping entered
+# and left around the one access with no Python code in between; anything
+# else (and every error) takes the full path below.
 
 cdef inline bint _exact_i64(object value, int64_t* out) noexcept:
     """value as an int64, if it is an exact int that fits."""
@@ -89,10 +89,17 @@ cdef inline bint _exact_i64(object value, int64_t* out) noexcept:
 
 
 cdef inline char* _int_slot_now(ShareableList sl, Py_ssize_t k, bint write) noexcept:
-    """Item k's int slot if the list is open (and writable) now, else NULL."""
-    if sl._map.closed or (write and sl._map.readonly):
+    """Item k's int slot, the mapping entered, if the list is open (and
+    writable) and the item an aligned int; else NULL, not entered.  The
+    caller leaves right after its access."""
+    cdef pyshl_region* r = &sl._map.region
+    cdef char* p
+    if (write and sl._map.readonly) or not region_enter(r):
         return NULL
-    return int_slot(&sl._layout, k, KIND_FORMAT[KIND_INT])
+    p = int_slot(&sl._layout, k, KIND_FORMAT[KIND_INT])
+    if p == NULL:
+        region_leave(r)
+    return p
 
 
 cdef inline char* _int_slot_at(ShareableList sl, object index, bint write) noexcept:
@@ -107,7 +114,7 @@ cdef inline char* _int_slot_at(ShareableList sl, object index, bint write) noexc
     return _int_slot_now(sl, k, write)
 
 
-# The operations on item k, its arguments converted and the mapping pinned:
+# The operations on item k, its arguments converted and the mapping entered:
 # shared by the list's methods (which take an index) and Cell's (bound to one).
 
 cdef inline object _fetch_add_item(ShareableList sl, Py_ssize_t k, Number* d, object delta):
@@ -186,9 +193,9 @@ cdef class Cell:
     cdef readonly ShareableList list
     cdef readonly Py_ssize_t index
     # The item's slot, checked when the cell was made (in the data area, 8
-    # bytes, aligned), or NULL.  Valid while the list is open: an open list
-    # keeps the mapping it had then, and offsets are never rewritten (a
-    # hostile rewrite leaves this a stale slot, still inside the mapping).
+    # bytes, aligned), or NULL.  Used only with the mapping entered: a list's
+    # mapping is never replaced, and offsets are never rewritten (a hostile
+    # rewrite leaves this a stale slot, still inside the mapping).
     cdef char* _slot
     cdef int64_t _seen      # fetch_add's guess: what the item held after our last add
 
@@ -197,18 +204,24 @@ cdef class Cell:
         cdef int code
         self.index = _position(sl, index, "index out of range")
         self.list = sl
+        cdef pyshl_region* r = _enter(sl)
         self._slot = slot8(&sl._layout, self.index, &word, &code)
+        region_leave(r)
         if (<uintptr_t>self._slot) & 7:
             self._slot = NULL
 
     cdef inline char* _int_now(self, bint write) noexcept:
-        """The item's slot if the list is open (and writable) and the item an
-        int, else NULL: the fast path, with no Python code before the access."""
+        """The item's slot, the mapping entered, if the list is open (and
+        writable) and the item an int; else NULL, not entered.  The fast
+        path: the caller leaves right after its access."""
         cdef ShareableList sl = self.list
         cdef Py_ssize_t k = self.index
-        if (self._slot == NULL or sl._map.closed or (write and sl._map.readonly)
-                or load_u64(sl._layout.formats + 8 * k) != KIND_FORMAT[KIND_INT]
-                or sl._layout.codes[k] != CODE_NUMBER):
+        cdef pyshl_region* r = &sl._map.region
+        if self._slot == NULL or (write and sl._map.readonly) or not region_enter(r):
+            return NULL
+        if (load_u64(sl._layout.formats + 8 * k) != KIND_FORMAT[KIND_INT]
+                or load_code(sl._layout.codes + k) != CODE_NUMBER):
+            region_leave(r)
             return NULL
         return self._slot
 
@@ -218,14 +231,21 @@ cdef class Cell:
         cdef ShareableList sl = self.list
         cdef int64_t fast, old
         cdef char* p
+        cdef bint overflow
         if _exact_i64(delta, &fast):
             p = self._int_now(True)
-            if p != NULL and not fetch_add_i64_from(p, fast, self._seen, &old):
-                self._seen = old + fast
-                return PyLong_FromLongLong(old)
+            if p != NULL:
+                overflow = fetch_add_i64_from(p, fast, guess_load(&self._seen), &old)
+                region_leave(&sl._map.region)
+                if not overflow:
+                    guess_store(&self._seen, old + fast)
+                    return PyLong_FromLongLong(old)
         _number_arg(delta, &d, "delta")
-        cdef Mapping pinned = _pin_writable(sl)
-        return _fetch_add_item(sl, self.index, &d, delta)
+        cdef pyshl_region* r = _enter_writable(sl)
+        try:
+            return _fetch_add_item(sl, self.index, &d, delta)
+        finally:
+            region_leave(r)
 
     def compare_exchange(self, expected, desired):
         """Atomically: if the item == expected, store desired; return whether it did."""
@@ -233,23 +253,35 @@ cdef class Cell:
         cdef ShareableList sl = self.list
         cdef int64_t fast_expected, fast_desired
         cdef char* p
+        cdef bint done
         if _exact_i64(expected, &fast_expected) and _exact_i64(desired, &fast_desired):
             p = self._int_now(True)
             if p != NULL:
-                return cas_i64(p, &fast_expected, fast_desired)
+                done = cas_i64(p, &fast_expected, fast_desired)
+                region_leave(&sl._map.region)
+                return done
         _number_arg(expected, &e, "expected")
         _number_arg(desired, &w, "desired")
-        cdef Mapping pinned = _pin_writable(sl)
-        return _compare_exchange_item(sl, self.index, &e, &w, desired)
+        cdef pyshl_region* r = _enter_writable(sl)
+        try:
+            return _compare_exchange_item(sl, self.index, &e, &w, desired)
+        finally:
+            region_leave(r)
 
     def load(self):
         """Atomically read the item."""
         cdef ShareableList sl = self.list
+        cdef int64_t value
         cdef char* p = self._int_now(False)
         if p != NULL:
-            return PyLong_FromLongLong(load_seq_i64(p))
-        cdef Mapping pinned = _pin(sl)
-        return _load_item(sl, self.index)
+            value = load_seq_i64(p)
+            region_leave(&sl._map.region)
+            return PyLong_FromLongLong(value)
+        cdef pyshl_region* r = _enter(sl)
+        try:
+            return _load_item(sl, self.index)
+        finally:
+            region_leave(r)
 
     def store(self, value):
         """Atomically write the item with a value of its own type."""
@@ -261,10 +293,14 @@ cdef class Cell:
             p = self._int_now(True)
             if p != NULL:
                 store_seq_i64(p, fast)
+                region_leave(&sl._map.region)
                 return
         _number_arg(value, &v, "value")
-        cdef Mapping pinned = _pin_writable(sl)
-        _store_item(sl, self.index, &v, value)
+        cdef pyshl_region* r = _enter_writable(sl)
+        try:
+            _store_item(sl, self.index, &v, value)
+        finally:
+            region_leave(r)
 
     def __reduce__(self):
         return Cell, (self.list, self.index)

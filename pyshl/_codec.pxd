@@ -2,7 +2,10 @@
 
 from libc.stdint cimport int64_t, uint64_t
 
-from pyshl._mapping cimport Mapping
+from pyshl._mapping cimport (
+    Mapping, exchange_long, guess_load, guess_store, items_lock, items_unlock,
+    pyshl_region, read_overlapped, read_ticket, region_close, region_closed, region_enter,
+    region_leave, write_begin, write_end)
 
 
 cdef extern from "Python.h":
@@ -27,6 +30,11 @@ cdef extern from "_slots.h":
     int64_t load_i64 "pyshl_load_i64"(const char* p) nogil
     void store_i64 "pyshl_store_i64"(char* p, int64_t v) nogil
     uint64_t load_u64 "pyshl_load_u64"(const char* p) nogil
+    int load_code "pyshl_load_code"(const char* p) nogil
+    void store_code "pyshl_store_code"(char* p, int code) nogil
+    void copy_in "pyshl_copy_in"(char* dst, const char* src, Py_ssize_t n) nogil
+    void copy_out "pyshl_copy_out"(char* dst, const char* src, Py_ssize_t n) nogil
+    void zero_fill "pyshl_zero_fill"(char* dst, Py_ssize_t n) nogil
     double i64_as_double "pyshl_i64_as_double"(int64_t v) nogil
     int64_t double_as_i64 "pyshl_double_as_i64"(double d) nogil
     char* slot8 "pyshl_slot8"(
@@ -54,9 +62,9 @@ cdef extern from "_slots.h":
 
 cdef class ShareableList:
     cdef readonly object shm
-    cdef Mapping _map             # the pinned-by-callers mapping; _CLOSED once closed
+    cdef Mapping _map             # set once by construction, never replaced (_CLOSED before)
     cdef pyshl_layout _layout     # where the tables are in _map
-    cdef object _creator_pid      # the pid that created the segment; None when attached
-    cdef bint _bound              # __init__ has begun: a second call is refused
+    cdef long _creator_pid        # the pid that created the segment; 0 when attached
+    cdef long _bound              # __init__ has begun: a second call is refused
     cdef int64_t _seen[64]        # fetch_add's guesses: what item k held, at k % 64
     cdef object __weakref__

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=True, wraparound=True, cdivision=False
-# cython: embedsignature=True, binding=False
+# cython: embedsignature=True, binding=False, freethreading_compatible=True
 """The pyshl core: the ShareableList segment layout, item packing and
 unpacking, slot access, construction, scans and atomics.
 
@@ -25,7 +25,7 @@ from pyshl._mapping cimport Mapping
 cdef Mapping _CLOSED = Mapping()
 
 include "_formats.pxi"        # item kinds: the table, format entries, packing values
-include "_slots.pxi"          # pinning, indexes, decoding one slot, reading and writing items
+include "_slots.pxi"          # entering the mapping, indexes, decoding one slot, reading and writing items
 include "_construction.pxi"   # plan, fill and publish a new segment; attach to one
 include "_scans.pxi"          # count, index and `in`, vectorised over runs of numbers
 include "_atomics.pxi"        # fetch_add, compare_exchange, load, store of one item

@@ -71,7 +71,7 @@ cdef int _fill(object items, pyshl_layout* layout) except -1:
         else:
             store_i64(layout.data + offset, v.raw)
             store_i64(layout.formats + 8 * k, <int64_t>KIND_FORMAT[v.kind])
-        layout.codes[k] = <char>KIND_CODE[v.kind]
+        store_code(layout.codes + k, KIND_CODE[v.kind])
         offset += size
     store_i64(<char*>layout.offsets + 8 * layout.n, offset)
     return 0
@@ -93,14 +93,17 @@ cdef int _create(ShareableList sl, object sequence, object name, object track) e
         # Some items are subclasses or NumPy scalars: convert, then plan.
         items = [x if _is_exact(x) else _normalise(x) for x in items]
         data_size = _plan(items)
-    cdef Mapping pinned = _new_segment(sl, PySequence_Fast_GET_SIZE(items), data_size,
-                                       name, track)
+    cdef Mapping m = _new_segment(sl, PySequence_Fast_GET_SIZE(items), data_size,
+                                  name, track)
+    cdef pyshl_region* r = _enter_new(sl, m)
     try:
         _fill(items, &sl._layout)
-        _publish(sl, pinned)
+        _publish(sl, m)
     except BaseException:
         _discard(sl)
         raise
+    finally:
+        region_leave(r)
     return 0
 
 
@@ -110,8 +113,9 @@ cdef int _create_from_array(ShareableList sl, object array, object name,
     cdef Py_ssize_t k, n = len(array)
     cdef int kind = _array_kind(array.dtype)
     np = _numpy()
-    cdef Mapping pinned = _new_segment(sl, n, 8 * n, name, track)
+    cdef Mapping m = _new_segment(sl, n, 8 * n, name, track)
     cdef pyshl_layout* layout = &sl._layout
+    cdef pyshl_region* r = _enter_new(sl, m)
     try:
         for k in range(n + 1):
             store_i64(<char*>layout.offsets + 8 * k, 8 * k)
@@ -119,26 +123,37 @@ cdef int _create_from_array(ShareableList sl, object array, object name,
             store_i64(layout.formats + 8 * k, <int64_t>KIND_FORMAT[kind])
         # Codes stay 0, as the fresh segment is zeroed.
         if n:
-            offset = layout.data - pinned.addr
+            offset = layout.data - m.region.addr
             if kind == KIND_BOOL:   # the flag byte of each "xxxxxxx?" slot
-                target = np.ndarray((n,), np.bool_, buffer=pinned, offset=offset + 7,
+                target = np.ndarray((n,), np.bool_, buffer=m.export(), offset=offset + 7,
                                     strides=(8,))
             else:
-                target = np.ndarray((n,), ITEM_KINDS[kind][4], buffer=pinned, offset=offset)
+                target = np.ndarray((n,), ITEM_KINDS[kind][4], buffer=m.export(), offset=offset)
             target[...] = array
             del target
-        _publish(sl, pinned)
+        _publish(sl, m)
     except BaseException:
         _discard(sl)
         raise
+    finally:
+        region_leave(r)
     return 0
+
+
+cdef pyshl_region* _enter_new(ShareableList sl, Mapping m) except NULL:
+    """Enter a new segment's mapping for its construction; a finalizer may
+    have closed it already (then no segment is left)."""
+    if not region_enter(&m.region):
+        _discard(sl)
+        raise _closed_error()
+    return &m.region
 
 
 cdef Mapping _new_segment(ShareableList sl, Py_ssize_t n, int64_t data_size, object name,
                           object track):
     """Create a zeroed segment for n items and data_size bytes of slots, take
-    its geometry from the plan, and return its mapping, for the caller to hold
-    until _publish().  The header still says "0 items" until then: a process
+    its geometry from the plan, and return its mapping, for the caller to
+    enter until _publish().  The header still says "0 items" until then: a process
     attaching meanwhile sees an empty list."""
     cdef int64_t total = 8 * (n + 2) + data_size + 9 * n
     shm = SharedMemory(name, create=True, size=total,
@@ -146,7 +161,7 @@ cdef Mapping _new_segment(ShareableList sl, Py_ssize_t n, int64_t data_size, obj
     sl.shm = shm
     sl._creator_pid = os.getpid()
     cdef Mapping m = shm._mmap
-    if m.size != total:       # another process resized the file meanwhile
+    if m.region.size != total:       # another process resized the file meanwhile
         _discard(sl)
         raise RuntimeError("shared memory segment %r was resized while it was created"
                            % shm.name)
@@ -154,28 +169,28 @@ cdef Mapping _new_segment(ShareableList sl, Py_ssize_t n, int64_t data_size, obj
     return m
 
 
-cdef int _publish(ShareableList sl, Mapping pinned) except -1:
+cdef int _publish(ShareableList sl, Mapping m) except -1:
     """Check that the slots written are exactly the plan, then write the header.
 
     The header goes last, so no process can attach to a list whose header
     disagrees with its slots: the item count after the data size.
     """
-    if sl._map is not pinned or pinned.closed:
+    if sl._map is not m or region_closed(&m.region):
         raise _closed_error()     # Python code run meanwhile closed the new list
     cdef int64_t filled = load_i64(sl._layout.offsets + 8 * sl._layout.n)
     if filled != sl._layout.data_size:
         raise RuntimeError("the items changed while a ShareableList was built from "
                            "them: %d bytes of slots were planned and %d written"
                            % (sl._layout.data_size, filled))
-    store_seq_i64(pinned.addr, sl._layout.n)
+    store_seq_i64(m.region.addr, sl._layout.n)
     return 0
 
 
 cdef int _discard(ShareableList sl) except -1:
     """Undo a failed construction: no segment is left behind."""
     shm, sl.shm = sl.shm, None
-    sl._map = _CLOSED
-    sl._creator_pid = None
+    region_close(&sl._map.region)
+    sl._creator_pid = 0
     # Cleaning up must not replace the error that brought us here.
     try:
         shm.close()
@@ -200,15 +215,15 @@ cdef int _attach(ShareableList sl, object name, object track, bint readonly) exc
 cdef int _bind(ShareableList sl, object shm) except -1:
     """Take an existing segment's geometry, validating its header against its size."""
     cdef Mapping m = shm._mmap
-    cdef int64_t size = m.size, n, data_size
+    cdef int64_t size = m.region.size, n, data_size
     if size < 16:
         raise ValueError("shared memory segment %r (%d bytes) is too small to be "
                          "a ShareableList" % (shm.name, size))
-    n = load_seq_i64(m.addr)     # pairs with _publish(): then the rest is visible
+    n = load_seq_i64(m.region.addr)     # pairs with _publish(): then the rest is visible
     if n < 0 or n > (size - 16) // 17:
         raise ValueError("shared memory segment %r is not a valid ShareableList: "
                          "item count %d does not fit its %d bytes" % (shm.name, n, size))
-    data_size = load_i64(m.addr + 8 + 8 * n)
+    data_size = load_i64(m.region.addr + 8 + 8 * n)
     if data_size < 0 or data_size > size - 16 - 17 * n:
         raise ValueError("shared memory segment %r is not a valid ShareableList: "
                          "data area of %d bytes does not fit its %d bytes"
@@ -221,10 +236,10 @@ cdef void _set_geometry(ShareableList sl, Mapping m, Py_ssize_t n, int64_t data_
     """Point the list at a mapping holding n items in data_size bytes of slots
     (the caller checked that they fit)."""
     cdef pyshl_layout* layout = &sl._layout
-    sl._map = m
     layout.n = n
     layout.data_size = data_size
-    layout.offsets = m.addr + 8
-    layout.data = m.addr + 8 * (n + 2)
+    layout.offsets = m.region.addr + 8
+    layout.data = m.region.addr + 8 * (n + 2)
     layout.formats = layout.data + data_size
     layout.codes = layout.formats + 8 * n
+    sl._map = m       # the one time it is set: the list's mapping from now on

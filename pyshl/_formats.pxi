@@ -175,7 +175,7 @@ cdef struct Packed:
 cdef int _pack_exact(object value, Packed* out) except -1:
     """Pack a value of an exact builtin type; return 0 if it is of another type.
 
-    Runs no Python code, so it may be called with the mapping pinned.
+    Runs no Python code, so it may be called with the mapping entered.
     """
     cdef int overflow = 0
     cdef char bool_bytes[8]

@@ -39,11 +39,10 @@ cdef class ShareableList:
         self._map = _CLOSED
 
     def __init__(self, sequence=None, *, name=None, track=None, readonly=False):
-        if self._bound:
+        if exchange_long(&self._bound, 1):
             raise RuntimeError("this ShareableList is already bound to segment %r: make a "
                                "new ShareableList instead of calling __init__ again"
                                % (None if self.shm is None else self.shm.name))
-        self._bound = True
         # Python-level arguments are converted before any segment exists.
         if isinstance(name, str):
             name = str.__str__(name)
@@ -58,17 +57,18 @@ cdef class ShareableList:
 
     # -- the sequence protocol ------------------------------------------------
     #
-    # Every method follows one order: convert every argument (which may run
-    # Python code that closes the list), then _pin() the mapping, then touch
-    # the segment.  The pinned reference keeps the memory mapped even if
-    # Python code runs later in the call (a finalizer during an allocation).
+    # Every method follows the lifetime rule of _slots.pxi: convert every
+    # argument, then _enter(), touch the segment, and leave in a `finally`.
 
     def __getitem__(self, index):
         if not PyLong_CheckExact(index) and PySlice_Check(index):
             return _get_slice(self, index)
         cdef Py_ssize_t k = _position(self, index, "index out of range")
-        cdef Mapping pinned = _pin(self)
-        return _read(self, k)
+        cdef pyshl_region* r = _enter(self)
+        try:
+            return _read(self, k)
+        finally:
+            region_leave(r)
 
     def __setitem__(self, index, value):
         cdef Packed packed
@@ -80,18 +80,21 @@ cdef class ShareableList:
             value = _normalise(value)
             _pack_exact(value, &packed)
         k = _position(self, index, "assignment index out of range")
-        cdef Mapping pinned = _pin_writable(self)
-        _write(self, k, &packed)
+        cdef pyshl_region* r = _enter_writable(self)
+        try:
+            _write(self, k, &packed)
+        finally:
+            region_leave(r)
 
     def __delitem__(self, index):
         raise TypeError("ShareableList items cannot be deleted: its length is fixed")
 
     def __len__(self):
-        _pin(self)
+        _check_open(self)
         return self._layout.n
 
     def __iter__(self):
-        _pin(self)
+        _check_open(self)
         return _Iterator(self)
 
     def __contains__(self, value):
@@ -111,14 +114,17 @@ cdef class ShareableList:
 
     def tolist(self):
         """The items as a new plain list."""
-        cdef Mapping pinned = _pin(self)
         cdef Py_ssize_t k, n = self._layout.n
-        result = PyList_New(n)
-        for k in range(n):
-            item = _read(self, k)
-            Py_INCREF(item)
-            PyList_SET_ITEM(result, k, item)
-        return result
+        cdef pyshl_region* r = _enter(self)
+        try:
+            result = PyList_New(n)
+            for k in range(n):
+                item = _read(self, k)
+                Py_INCREF(item)
+                PyList_SET_ITEM(result, k, item)
+            return result
+        finally:
+            region_leave(r)
 
     def view(self, start=None, stop=None, *, dtype=None):
         """A zero-copy NumPy array over items start..stop-1 of one numeric type.
@@ -135,49 +141,18 @@ cdef class ShareableList:
         Raises TypeError, naming the first index, if the range mixes types.
         """
         np = _numpy()
-        cdef Py_ssize_t a, b, m, bad, width
-        cdef int64_t base
-        cdef uint64_t word
-        cdef int kind
-        cdef Slot slot
+        cdef Py_ssize_t a, b, m
         wanted = None if dtype is None else np.dtype(dtype)
         if wanted is not None and wanted not in (np.dtype(np.int64), np.dtype(np.float64),
                                                  np.dtype(np.bool_)):
             raise ValueError("view() gives int64, float64 or bool arrays, not %s" % wanted)
         a, b, _ = slice(start, stop).indices(self._layout.n)
         m = max(b - a, 0)
-        cdef Mapping pinned = _pin(self)
-        cdef pyshl_layout* layout = &self._layout
-        if m == 0:
-            if wanted is None:
-                raise ValueError("an empty range has no item to take a dtype from: "
-                                 "pass dtype=")
-            return np.empty(0, wanted)
-        word = load_u64(layout.formats + 8 * a)
-        kind = _parse_format(word, &width)
-        if layout.codes[a] != CODE_NUMBER or not (kind == KIND_INT or kind == KIND_FLOAT
-                                                  or kind == KIND_BOOL):
-            raise TypeError("item %d is %s: view() needs int, float or bool items"
-                            % (a, _describe(self, a)))
-        found = np.dtype(ITEM_KINDS[kind][4])
-        if wanted is not None and wanted != found:
-            raise TypeError("item %d is %s, not a %s" % (a, _describe(self, a), wanted))
-        base = load_i64(layout.offsets + 8 * a)
-        if base < 0 or base > layout.data_size - 8 * m:
-            _slot(self, a, &slot)   # raises the precise error if the offsets are bad
-            raise TypeError("items %d..%d are not contiguous 8-byte slots" % (a, b - 1))
-        bad = uniform_prefix(layout, a, m, word, base)
-        if bad < m:
-            raise TypeError("item %d is %s, not %s like item %d: view() needs one numeric "
-                            "type in contiguous 8-byte slots"
-                            % (a + bad, _describe(self, a + bad), _describe(self, a), a))
-        offset = layout.data - pinned.addr + base
-        # The array exports the pinned mapping, which it keeps alive.
-        if kind == KIND_BOOL:   # the flag byte of each "xxxxxxx?" slot
-            array = np.ndarray((m,), np.bool_, buffer=pinned, offset=offset + 7, strides=(8,))
-        else:
-            array = np.ndarray((m,), found, buffer=pinned, offset=offset)
-        return array.view(_shared_array())
+        cdef pyshl_region* r = _enter(self)
+        try:
+            return _view_entered(self, np, a, b, m, wanted)
+        finally:
+            region_leave(r)
 
     def __array__(self, dtype=None, copy=None):
         """Zero-copy for a list of one numeric type; item by item otherwise."""
@@ -187,7 +162,7 @@ cdef class ShareableList:
         try:
             array = self.view()
         except (TypeError, ValueError):
-            _pin(self)
+            _check_open(self)
             if copy is False:
                 raise ValueError("this ShareableList is not of one numeric type, so it "
                                  "cannot be an array without a copy")
@@ -211,18 +186,24 @@ cdef class ShareableList:
         cdef int64_t fast, old
         cdef char* p
         cdef int64_t* seen
+        cdef bint overflow
         if _exact_i64(delta, &fast):
             p = _int_slot_at(self, index, True)
             if p != NULL:
                 seen = &self._seen[((p - self._layout.data) >> 3) & 63]
-                if not fetch_add_i64_from(p, fast, seen[0], &old):
-                    seen[0] = old + fast
+                overflow = fetch_add_i64_from(p, fast, guess_load(seen), &old)
+                region_leave(&self._map.region)
+                if not overflow:
+                    guess_store(seen, old + fast)
                     return PyLong_FromLongLong(old)
         cdef Number d
         _number_arg(delta, &d, "delta")
         cdef Py_ssize_t k = _position(self, index, "index out of range")
-        cdef Mapping pinned = _pin_writable(self)
-        return _fetch_add_item(self, k, &d, delta)
+        cdef pyshl_region* r = _enter_writable(self)
+        try:
+            return _fetch_add_item(self, k, &d, delta)
+        finally:
+            region_leave(r)
 
     def compare_exchange(self, index, expected, desired):
         """Atomically: if item == expected, store desired; return whether it did.
@@ -232,25 +213,37 @@ cdef class ShareableList:
         """
         cdef int64_t fast_expected, fast_desired
         cdef char* p
+        cdef bint done
         if _exact_i64(expected, &fast_expected) and _exact_i64(desired, &fast_desired):
             p = _int_slot_at(self, index, True)
             if p != NULL:
-                return cas_i64(p, &fast_expected, fast_desired)
+                done = cas_i64(p, &fast_expected, fast_desired)
+                region_leave(&self._map.region)
+                return done
         cdef Number e, w
         _number_arg(expected, &e, "expected")
         _number_arg(desired, &w, "desired")
         cdef Py_ssize_t k = _position(self, index, "index out of range")
-        cdef Mapping pinned = _pin_writable(self)
-        return _compare_exchange_item(self, k, &e, &w, desired)
+        cdef pyshl_region* r = _enter_writable(self)
+        try:
+            return _compare_exchange_item(self, k, &e, &w, desired)
+        finally:
+            region_leave(r)
 
     def load(self, index):
         """Atomically read an int or float item (a sequentially consistent load)."""
+        cdef int64_t value
         cdef char* p = _int_slot_at(self, index, False)
         if p != NULL:
-            return PyLong_FromLongLong(load_seq_i64(p))
+            value = load_seq_i64(p)
+            region_leave(&self._map.region)
+            return PyLong_FromLongLong(value)
         cdef Py_ssize_t k = _position(self, index, "index out of range")
-        cdef Mapping pinned = _pin(self)
-        return _load_item(self, k)
+        cdef pyshl_region* r = _enter(self)
+        try:
+            return _load_item(self, k)
+        finally:
+            region_leave(r)
 
     def store(self, index, value):
         """Atomically write an int or float item with a value of its own type."""
@@ -260,12 +253,16 @@ cdef class ShareableList:
             p = _int_slot_at(self, index, True)
             if p != NULL:
                 store_seq_i64(p, fast)
+                region_leave(&self._map.region)
                 return
         cdef Number v
         _number_arg(value, &v, "value")
         cdef Py_ssize_t k = _position(self, index, "assignment index out of range")
-        cdef Mapping pinned = _pin_writable(self)
-        _store_item(self, k, &v, value)
+        cdef pyshl_region* r = _enter_writable(self)
+        try:
+            _store_item(self, k, &v, value)
+        finally:
+            region_leave(r)
 
     def lock(self, index):
         """A Lock whose whole state is int item ``index`` (0 = free): a mutex for
@@ -295,42 +292,52 @@ cdef class ShareableList:
     @property
     def format(self):
         "The struct packing format used by all currently stored items."
-        cdef Mapping pinned = _pin(self)
         cdef Py_ssize_t k
-        parts = bytearray()
-        for k in range(self._layout.n):
-            word = PyBytes_FromStringAndSize(self._layout.formats + 8 * k, 8)
-            parts += word.rstrip(b"\0")
-        return parts.decode("utf-8")
+        cdef uint64_t word
+        cdef pyshl_region* r = _enter(self)
+        try:
+            parts = bytearray()
+            for k in range(self._layout.n):
+                word = load_u64(self._layout.formats + 8 * k)
+                parts += PyBytes_FromStringAndSize(<char*>&word, 8).rstrip(b"\0")
+            return parts.decode("utf-8")
+        finally:
+            region_leave(r)
 
     def _get_packing_format(self, position):
         "Gets the packing format for a single value stored in the list."
         cdef Py_ssize_t k = _position(self, position, "Requested position out of range")
-        cdef Mapping pinned = _pin(self)
-        word = PyBytes_FromStringAndSize(self._layout.formats + 8 * k, 8)
-        return word.rstrip(b"\0").decode("utf-8")
+        cdef uint64_t word
+        cdef pyshl_region* r = _enter(self)
+        try:
+            word = load_u64(self._layout.formats + 8 * k)
+        finally:
+            region_leave(r)
+        return PyBytes_FromStringAndSize(<char*>&word, 8).rstrip(b"\0").decode("utf-8")
 
     def _type_counts(self):
         """{type name: number of items}, with "corrupt" for unreadable slots."""
-        cdef Mapping pinned = _pin(self)
         cdef Py_ssize_t k
         cdef Slot s
+        cdef int64_t start, end
         cdef Py_ssize_t counts[7]     # one per item kind, then "corrupt"
         memset(counts, 0, sizeof(counts))
-        for k in range(self._layout.n):
-            try:
-                _slot(self, k, &s)
-            except ValueError:
-                counts[6] += 1
-                continue
-            counts[s.kind] += 1
+        cdef pyshl_region* r = _enter(self)
+        try:
+            for k in range(self._layout.n):
+                if _decode_twice(self, k, &s, &start, &end) == SLOT_OK:
+                    counts[s.kind] += 1
+                else:
+                    counts[6] += 1
+        finally:
+            region_leave(r)
         names = [row[0] for row in ITEM_KINDS] + ["corrupt"]
         return {names[i]: counts[i] for i in range(7) if counts[i]}
 
     @property
     def closed(self):
         """True once close() was called on this list or on its ``shm``."""
-        return self._map.closed
+        return region_closed(&self._map.region)
 
     @property
     def readonly(self):
@@ -345,7 +352,7 @@ cdef class ShareableList:
         Views of the memory stay valid until they are dropped.  Safe to call
         more than once, before or after unlink().  Never unlinks.
         """
-        self._map = _CLOSED
+        region_close(&self._map.region)
         if self.shm is not None:
             self.shm.close()
 
@@ -360,7 +367,7 @@ cdef class ShareableList:
         self.shm.unlink()
 
     def __enter__(self):
-        _pin(self)
+        _check_open(self)
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -369,9 +376,9 @@ cdef class ShareableList:
         A forked child holds a copy of its parent's list: leaving a ``with``
         block there only closes the child's handle.
         """
-        creator, self._creator_pid = self._creator_pid, None
+        cdef long creator = exchange_long(&self._creator_pid, 0)
         self.close()
-        if creator is not None and creator == os.getpid():
+        if creator != 0 and creator == os.getpid():
             try:
                 self.unlink()
             except FileNotFoundError:
@@ -388,13 +395,55 @@ cdef class ShareableList:
 
     def __repr__(self):
         name = self.shm.name if self.shm is not None else None
-        if self._map.closed:
+        if region_closed(&self._map.region):
             return f"<closed {type(self).__name__} name={name!r}>"
         return f"{type(self).__name__}({self.tolist()}, name={name!r})"
 
     @classmethod
     def __class_getitem__(cls, item):
         return _GenericAlias(cls, item if type(item) is tuple else (item,))
+
+
+cdef object _view_entered(ShareableList self, object np, Py_ssize_t a, Py_ssize_t b,
+                          Py_ssize_t m, object wanted):
+    """view() of items a..b-1 (m of them), the mapping entered."""
+    cdef Py_ssize_t bad, width
+    cdef int64_t base
+    cdef uint64_t word
+    cdef int kind
+    cdef Slot slot
+    cdef pyshl_layout* layout = &self._layout
+    if m == 0:
+        if wanted is None:
+            raise ValueError("an empty range has no item to take a dtype from: "
+                             "pass dtype=")
+        return np.empty(0, wanted)
+    word = load_u64(layout.formats + 8 * a)
+    kind = _parse_format(word, &width)
+    if load_code(layout.codes + a) != CODE_NUMBER or not (kind == KIND_INT or kind == KIND_FLOAT
+                                              or kind == KIND_BOOL):
+        raise TypeError("item %d is %s: view() needs int, float or bool items"
+                        % (a, _describe(self, a)))
+    found = np.dtype(ITEM_KINDS[kind][4])
+    if wanted is not None and wanted != found:
+        raise TypeError("item %d is %s, not a %s" % (a, _describe(self, a), wanted))
+    base = load_i64(layout.offsets + 8 * a)
+    if base < 0 or base > layout.data_size - 8 * m:
+        _slot(self, a, &slot)   # raises the precise error if the offsets are bad
+        raise TypeError("items %d..%d are not contiguous 8-byte slots" % (a, b - 1))
+    bad = uniform_prefix(layout, a, m, word, base)
+    if bad < m:
+        raise TypeError("item %d is %s, not %s like item %d: view() needs one numeric "
+                        "type in contiguous 8-byte slots"
+                        % (a + bad, _describe(self, a + bad), _describe(self, a), a))
+    offset = layout.data - self._map.region.addr + base
+    # The array is made over an Export: a user of the mapping while it lives.
+    if kind == KIND_BOOL:   # the flag byte of each "xxxxxxx?" slot
+        array = np.ndarray((m,), np.bool_, buffer=self._map.export(), offset=offset + 7,
+                           strides=(8,))
+    else:
+        array = np.ndarray((m,), found, buffer=self._map.export(), offset=offset)
+    return array.view(_shared_array())
 
 
 cdef class _Iterator:
@@ -413,14 +462,17 @@ cdef class _Iterator:
         cdef ShareableList sl = self._list
         if sl is None:
             raise StopIteration
-        cdef Mapping pinned = _pin(sl)
-        if self._next >= sl._layout.n:
-            self._list = None
-            raise StopIteration
-        self._next += 1
-        return _read(sl, self._next - 1)
+        cdef pyshl_region* r = _enter(sl)
+        try:
+            if self._next >= sl._layout.n:
+                self._list = None
+                raise StopIteration
+            self._next += 1
+            return _read(sl, self._next - 1)
+        finally:
+            region_leave(r)
 
     def __length_hint__(self):
-        if self._list is None or self._list._map.closed:
+        if self._list is None or region_closed(&self._list._map.region):
             return 0
         return self._list._layout.n - self._next

@@ -34,24 +34,31 @@ cdef class Lock:
     cdef readonly ShareableList list
     cdef readonly Py_ssize_t index
     cdef readonly bint recovered     # the last acquire took over from a dead holder
-    # The item's slot, checked when the lock was made (as Cell's): valid while
-    # the list is open.
+    # The item's slot, checked when the lock was made (as Cell's): used only
+    # with the mapping entered.
     cdef char* _slot
 
     def __cinit__(self, ShareableList sl not None, index):
         self.index = _position(sl, index, "index out of range")
         self.list = sl
-        cdef Mapping pinned = _pin(sl)
-        self._slot = <char*>_lock_word(self)     # an int item, or TypeError now
+        cdef pyshl_region* r = _enter(sl)
+        try:
+            self._slot = <char*>_lock_word(self)     # an int item, or TypeError now
+        finally:
+            region_leave(r)
 
     cdef inline uint32_t* _word_now(self) noexcept:
-        """The fast paths' lock word: if the list is open and writable and the
-        item still an int, with no Python code before the access; else NULL."""
+        """The fast paths' lock word, the mapping entered, if the list is open
+        and writable and the item still an int; else NULL, not entered.  The
+        caller leaves right after its access."""
         cdef ShareableList sl = self.list
         cdef Py_ssize_t k = self.index
-        if (sl._map.closed or sl._map.readonly
-                or load_u64(sl._layout.formats + 8 * k) != KIND_FORMAT[KIND_INT]
-                or sl._layout.codes[k] != CODE_NUMBER):
+        cdef pyshl_region* r = &sl._map.region
+        if sl._map.readonly or not region_enter(r):
+            return NULL
+        if (load_u64(sl._layout.formats + 8 * k) != KIND_FORMAT[KIND_INT]
+                or load_code(sl._layout.codes + k) != CODE_NUMBER):
+            region_leave(r)
             return NULL
         return lock_word(self._slot)
 
@@ -59,11 +66,15 @@ cdef class Lock:
         """Acquire the lock; with ``blocking`` or a ``timeout`` (seconds), wait
         for it.  Returns whether it was acquired."""
         cdef uint32_t* fast
+        cdef bint taken
         if timeout is -1:                # (any blocking: a free lock is taken at once)
             fast = self._word_now()
-            if fast != NULL and lock_try(fast, current_tid()):
-                self.recovered = False
-                return True
+            if fast != NULL:
+                taken = lock_try(fast, current_tid())
+                region_leave(&self.list._map.region)
+                if taken:
+                    self.recovered = False
+                    return True
         return self._acquire(blocking, timeout)
 
     cdef object _acquire(self, object blocking, object timeout):
@@ -76,15 +87,18 @@ cdef class Lock:
             raise ValueError("can't specify a timeout for a non-blocking call")
         if seconds < 0 and seconds != -1:
             raise ValueError("timeout value must be a non-negative number")
-        cdef Mapping pinned = _pin_writable(self.list)     # mapped while we wait
-        word = _lock_word(self)
-        if lock_try(word, tid):
-            self.recovered = False
-            return True
-        if not block:
-            seconds = 0
-        with nogil:
-            taken = lock_acquire(word, tid, seconds)
+        cdef pyshl_region* r = _enter_writable(self.list)     # mapped while we wait
+        try:
+            word = _lock_word(self)
+            if lock_try(word, tid):
+                self.recovered = False
+                return True
+            if not block:
+                seconds = 0
+            with nogil:
+                taken = lock_acquire(word, tid, seconds)
+        finally:
+            region_leave(r)
         if taken < 0:
             raise RuntimeError("this thread holds the lock on item %d already: waiting "
                                "for it would never end" % self.index)
@@ -99,29 +113,48 @@ cdef class Lock:
     def release(self):
         """Release the lock, which this thread must hold (RuntimeError otherwise)."""
         cdef uint32_t* fast = self._word_now()
-        if fast != NULL and lock_release(fast, current_tid()) == 0:
-            return
-        cdef Mapping pinned = _pin_writable(self.list)
-        if lock_release(_lock_word(self), current_tid()) < 0:
+        cdef int released
+        if fast != NULL:
+            released = lock_release(fast, current_tid())
+            region_leave(&self.list._map.region)
+            if released == 0:
+                return
+        cdef pyshl_region* r = _enter_writable(self.list)
+        try:
+            released = lock_release(_lock_word(self), current_tid())
+        finally:
+            region_leave(r)
+        if released < 0:
             raise RuntimeError("release of the lock on item %d, which this thread does "
                                "not hold" % self.index)
 
     def locked(self):
         """Whether some thread, in any process, holds the lock."""
-        cdef Mapping pinned = _pin(self.list)
-        return lock_holder(_lock_word(self)) != 0
+        cdef pyshl_region* r = _enter(self.list)
+        try:
+            return lock_holder(_lock_word(self)) != 0
+        finally:
+            region_leave(r)
 
     def __enter__(self):
         cdef uint32_t* fast = self._word_now()
-        if fast == NULL or not lock_try(fast, current_tid()):
-            self._acquire(True, -1)
-        else:
+        cdef bint taken = False
+        if fast != NULL:
+            taken = lock_try(fast, current_tid())
+            region_leave(&self.list._map.region)
+        if taken:
             self.recovered = False
+        else:
+            self._acquire(True, -1)
         return self
 
     def __exit__(self, exc_type, exc, tb):
         cdef uint32_t* fast = self._word_now()
-        if fast == NULL or lock_release(fast, current_tid()) != 0:
+        cdef int released = -1
+        if fast != NULL:
+            released = lock_release(fast, current_tid())
+            region_leave(&self.list._map.region)
+        if released != 0:
             Lock.release(self)
 
     def __reduce__(self):
@@ -133,7 +166,7 @@ cdef class Lock:
 
 
 cdef uint32_t* _lock_word(Lock lock) except NULL:
-    """The lock item's futex word (the list pinned by the caller)."""
+    """The lock item's futex word (the mapping entered by the caller)."""
     cdef Slot s
     cdef char* p = int_slot(&lock.list._layout, lock.index, KIND_FORMAT[KIND_INT])
     if p == NULL:

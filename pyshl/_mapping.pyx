@@ -1,28 +1,28 @@
-# cython: language_level=3, embedsignature=True, binding=False
-"""The shared mapping of a whole segment, unmapped when its last holder goes."""
+# cython: language_level=3, embedsignature=True, binding=False, freethreading_compatible=True
+"""The shared mapping of a whole segment, unmapped when its last user goes after close()."""
 
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.exc cimport PyErr_SetFromErrno
-from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap, munmap
+from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap
 
 
 cdef class Mapping:
-    """A shared mapping of a whole segment, unmapped when the last reference goes.
+    """A shared mapping of a whole segment, unmapped when the last user goes.
 
     ``Mapping(fd, size, readonly=False, name=None)`` maps the first ``size``
     bytes of ``fd``, which may be closed afterwards; ``name`` is the segment's
     (arrays over it pickle as a reference to it).  ``Mapping()`` is a closed
     placeholder.
 
-    Every buffer exported from it (memoryviews, NumPy arrays) holds a
-    reference to it, so closing a handle never invalidates a live view and
-    never raises BufferError: close() only stops new exports.
+    Users are the calls touching the memory (see _region.h) and the Exports
+    that every buffer of it (memoryviews, NumPy arrays) is owned by, so
+    closing a handle never invalidates a live view and never raises
+    BufferError: close() stops new users, and the memory is unmapped when the
+    last one goes.
     """
 
     def __cinit__(self, int fd=-1, Py_ssize_t size=0, bint readonly=False, name=None):
-        self.addr = NULL
-        self.size = 0
-        self.closed = True
+        region_init(&self.region, NULL, 0)
         self.readonly = readonly
         self.name = name
         if fd < 0:
@@ -33,30 +33,69 @@ cdef class Mapping:
         cdef void* p = mmap(NULL, <size_t>size, prot, MAP_SHARED, fd, 0)
         if p == MAP_FAILED:
             PyErr_SetFromErrno(OSError)
-        self.addr = <char*>p
-        self.size = size
-        self.closed = False
+        region_init(&self.region, <char*>p, size)
 
     def __dealloc__(self):
-        if self.addr != NULL:
-            munmap(self.addr, <size_t>self.size)
+        # Every user holds a reference to this object: none is left.
+        region_close(&self.region)
 
     def __getbuffer__(self, Py_buffer* buffer, int flags):
-        if self.closed:
-            raise ValueError("the shared memory handle is closed")
-        PyBuffer_FillInfo(buffer, self, self.addr, self.size, self.readonly, flags)
+        # The buffer's owner is a new Export, whatever holds the buffer or
+        # its owner (NumPy keeps the owner of a memoryview's buffer).
+        PyBuffer_FillInfo(buffer, Export(self), self.region.addr, self.region.size,
+                          self.readonly, flags)
 
     def __releasebuffer__(self, Py_buffer* buffer):
         pass
 
     def __len__(self):
-        return self.size
+        return self.region.size
 
     @property
     def address(self):
         """The address the segment is mapped at, in this process."""
-        return <size_t>self.addr
+        return <size_t>self.region.addr
+
+    @property
+    def closed(self):
+        """True once close() was called: no new user is admitted."""
+        return region_closed(&self.region)
 
     def close(self):
-        """Refuse new exports; the memory stays mapped while any export lives."""
-        self.closed = True
+        """Refuse new users; the memory stays mapped while any user (an export) lives."""
+        region_close(&self.region)
+
+    def export(self):
+        """An Export of the whole mapping: what NumPy arrays are made over."""
+        return Export(self)
+
+
+cdef class Export:
+    """One user of a mapping for exactly as long as this object lives.
+
+    ``np.ndarray(buffer=obj)`` releases its buffer at once and keeps only a
+    reference to ``obj``, so a buffer export cannot count such an array as a
+    user: arrays over a segment are made over an Export, which became a user
+    when it was made and stops being one when the last array over it goes.
+    Unlike a memoryview, it cannot be released early.
+    """
+    cdef readonly Mapping mapping
+
+    def __cinit__(self, Mapping mapping not None):
+        if not region_enter(&mapping.region):
+            raise ValueError("the shared memory handle is closed")
+        self.mapping = mapping
+
+    def __dealloc__(self):
+        if self.mapping is not None:
+            region_leave(&self.mapping.region)
+
+    def __getbuffer__(self, Py_buffer* buffer, int flags):
+        PyBuffer_FillInfo(buffer, self, self.mapping.region.addr, self.mapping.region.size,
+                          self.mapping.readonly, flags)
+
+    def __releasebuffer__(self, Py_buffer* buffer):
+        pass
+
+    def __len__(self):
+        return self.mapping.region.size

@@ -93,10 +93,13 @@ cdef inline bint _bytes_equal(Target* t, Slot* s) noexcept:
     return length == t.size and memcmp(s.ptr, t.data, <size_t>length) == 0
 
 
-cdef inline bint _slot_equals(ShareableList sl, Py_ssize_t k, Target* t) except -1:
-    """Python's == between a builtin-typed target and item k, without building the item."""
+cdef inline int _slot_equals(ShareableList sl, Py_ssize_t k, Target* t) noexcept:
+    """Python's == between a builtin-typed target and item k, without building
+    the item: 1 or 0, or -1 if the slot is corrupt."""
     cdef Slot s
-    _slot(sl, k, &s)
+    cdef int64_t start, end
+    if _decode_twice(sl, k, &s, &start, &end) != SLOT_OK:
+        return -1
     if s.kind == KIND_NONE:
         return t.kind == KIND_NONE
     if s.kind == KIND_STR or s.kind == KIND_BYTES:
@@ -107,15 +110,35 @@ cdef inline bint _slot_equals(ShareableList sl, Py_ssize_t k, Target* t) except 
 cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint contains) except -2:
     """First index equal to value (-1 if none), or with count_all the count."""
     cdef Target t
+    cdef Slot s
+    cdef Py_ssize_t result, corrupt
+    _make_target(value, &t)       # may allocate an exception: before entering
+    if t.kind == KIND_OTHER:
+        return _scan_python(sl, value, count_all, contains)
+    cdef pyshl_region* r = _enter(sl)
+    try:
+        # Under the items lock (free-threaded builds: see _region.h), which no
+        # Python code may run under: a corrupt slot is reported after it.
+        items_lock(r)
+        result = _scan_locked(sl, &t, count_all, &corrupt)
+        items_unlock(r)
+        if corrupt >= 0:
+            _slot(sl, corrupt, &s)
+            raise ValueError("ShareableList %r changed while it was scanned" % sl.shm.name)
+        return result
+    finally:
+        region_leave(r)
+
+
+cdef Py_ssize_t _scan_locked(ShareableList sl, Target* t, bint count_all,
+                             Py_ssize_t* corrupt) noexcept:
+    """_scan()'s loop; sets corrupt to the first unreadable slot (else -1)."""
     cdef Py_ssize_t k, j, m, hits, found = 0, n = sl._layout.n
     cdef int64_t start
     cdef uint64_t word
-    cdef Mapping pinned
-    _make_target(value, &t)       # may allocate an exception: before the pin
-    if t.kind == KIND_OTHER:
-        return _scan_python(sl, value, count_all, contains)
-    pinned = _pin(sl)
+    cdef int equal
     cdef const pyshl_layout* layout = &sl._layout
+    corrupt[0] = -1
     k = 0
     while k < n:
         m = min(RUN, n - k)
@@ -133,12 +156,16 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
         if hits >= 0:
             if hits and not count_all:
                 for j in range(m):
-                    if _slot_equals(sl, k + j, &t):
+                    if _slot_equals(sl, k + j, t) == 1:
                         return k + j
             found += hits
         else:
             for j in range(k, k + m):
-                if _slot_equals(sl, j, &t):
+                equal = _slot_equals(sl, j, t)
+                if equal < 0:
+                    corrupt[0] = j
+                    return -1
+                if equal:
                     if not count_all:
                         return j
                     found += 1
@@ -149,12 +176,17 @@ cdef Py_ssize_t _scan(ShareableList sl, object value, bint count_all, bint conta
 cdef Py_ssize_t _scan_python(ShareableList sl, object value, bint count_all,
                              bint contains) except -2:
     """The scan for values of other types: each item built and compared in Python."""
-    cdef Mapping pinned = _pin(sl)
     cdef Py_ssize_t k, found = 0
     cdef bint hit
+    cdef pyshl_region* r
+    _check_open(sl)
     for k in range(sl._layout.n):
-        pinned = _pin(sl)    # again each time: the previous comparison ran Python code
-        item = _read(sl, k)
+        # Entered per item: the comparison runs Python code, which may close the list.
+        r = _enter(sl)
+        try:
+            item = _read(sl, k)
+        finally:
+            region_leave(r)
         if contains:
             hit = PyObject_RichCompareBool(item, value, Py_EQ)
         else:

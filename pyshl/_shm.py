@@ -230,11 +230,11 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
             try:
                 buf.release()
             except BufferError:
-                pass  # exported views keep the mapping alive: nothing dangles
+                pass  # views of it own Exports: they keep the memory mapped
         mapping = self._mmap
-        self._mmap = None
         if mapping is not None:
-            mapping.close()
+            mapping.close()     # unmapped now, or when its last user goes
+        self._mmap = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -59,8 +59,58 @@ static inline void pyshl_store_i64(char *p, int64_t v) {
 
 static inline uint64_t pyshl_load_u64(const char *p) {
     uint64_t v;
+    if (((uintptr_t)p & 7) == 0)
+        return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
     memcpy(&v, p, 8);
     return v;
+}
+
+/* An item's code byte. */
+static inline int pyshl_load_code(const char *p) {
+    return __atomic_load_n((const uint8_t *)p, __ATOMIC_RELAXED);
+}
+
+static inline void pyshl_store_code(char *p, int code) {
+    __atomic_store_n((uint8_t *)p, (uint8_t)code, __ATOMIC_RELAXED);
+}
+
+/* Text in and out of a slot that lock-free readers of numbers may read at the
+   same moment (and then discard, see _region.h): word by word where aligned,
+   so that no access is a plain one racing an atomic one. */
+static inline void pyshl_copy_in(char *dst, const char *src, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    uint64_t w;
+    for (; i < n && ((uintptr_t)(dst + i) & 7); i++)
+        __atomic_store_n((uint8_t *)(dst + i), (uint8_t)src[i], __ATOMIC_RELAXED);
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, src + i, 8);
+        __atomic_store_n((uint64_t *)(dst + i), w, __ATOMIC_RELAXED);
+    }
+    for (; i < n; i++)
+        __atomic_store_n((uint8_t *)(dst + i), (uint8_t)src[i], __ATOMIC_RELAXED);
+}
+
+static inline void pyshl_copy_out(char *dst, const char *src, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    uint64_t w;
+    for (; i < n && ((uintptr_t)(src + i) & 7); i++)
+        dst[i] = (char)__atomic_load_n((const uint8_t *)(src + i), __ATOMIC_RELAXED);
+    for (; i + 8 <= n; i += 8) {
+        w = __atomic_load_n((const uint64_t *)(src + i), __ATOMIC_RELAXED);
+        memcpy(dst + i, &w, 8);
+    }
+    for (; i < n; i++)
+        dst[i] = (char)__atomic_load_n((const uint8_t *)(src + i), __ATOMIC_RELAXED);
+}
+
+static inline void pyshl_zero_fill(char *dst, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 7); i++)
+        __atomic_store_n((uint8_t *)(dst + i), 0, __ATOMIC_RELAXED);
+    for (; i + 8 <= n; i += 8)
+        __atomic_store_n((uint64_t *)(dst + i), 0, __ATOMIC_RELAXED);
+    for (; i < n; i++)
+        __atomic_store_n((uint8_t *)(dst + i), 0, __ATOMIC_RELAXED);
 }
 
 static inline double pyshl_i64_as_double(int64_t v) {
@@ -87,7 +137,7 @@ static inline char *pyshl_slot8(const pyshl_layout *l, Py_ssize_t k,
     memcpy(&start, l->offsets + 8 * k, 8);
     memcpy(&end, l->offsets + 8 * k + 8, 8);
     *format = pyshl_load_u64(l->formats + 8 * k);
-    *code = (uint8_t)l->codes[k];
+    *code = pyshl_load_code(l->codes + k);
     if ((uint64_t)start <= (uint64_t)end && (uint64_t)end <= (uint64_t)l->data_size
             && end - start >= 8)
         return l->data + start;

@@ -4,13 +4,12 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.float cimport PyFloat_FromDouble
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_RawMalloc
 from cpython.number cimport PyNumber_Index
 from cpython.ref cimport Py_INCREF
 from cpython.sequence cimport PySequence_Fast
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.string cimport memcpy, memset
 #
 # Module-level functions, not methods, so that the hot paths are direct C
 # calls even though ShareableList can be subclassed.
@@ -20,32 +19,36 @@ cdef object _closed_error():
     return ValueError("operation on a closed ShareableList")
 
 
-cdef inline Mapping _pin(ShareableList sl):
-    """The list's mapping, to be held while the caller touches the segment.
+# The lifetime rule (one for every call): convert every argument first (which
+# may run Python code that closes the list), then _enter() the list's mapping,
+# touch the segment, and region_leave() in a `finally`.  Between the two the
+# memory stays mapped whatever any thread or callback does: close() only
+# stops new entries, and the last leave unmaps (see _region.h).  The list's
+# mapping is set once, at construction, and never replaced.
 
-    Call it after every argument is converted (conversion may run Python code
-    that closes the list) and before the first access: it raises if the list
-    is closed, and the reference it returns keeps the memory mapped should
-    Python code run later in the call and close the list.
-    """
-    _check_open(sl)
-    return sl._map
+cdef inline pyshl_region* _enter(ShareableList sl) except NULL:
+    """Become a user of the list's mapping, or raise if the list is closed."""
+    cdef pyshl_region* r = &sl._map.region
+    if not region_enter(r):
+        raise _closed_error()
+    return r
+
+
+cdef inline pyshl_region* _enter_writable(ShareableList sl) except NULL:
+    """_enter() for calls that write: also refuses a list attached read-only."""
+    cdef pyshl_region* r = _enter(sl)
+    if sl._map.readonly:
+        region_leave(r)
+        raise TypeError("this ShareableList was attached with readonly=True: "
+                        "it cannot be written")
+    return r
 
 
 cdef inline int _check_open(ShareableList sl) except -1:
-    """_pin()'s check, for _position(), whose callers then pin."""
-    if sl._map.closed:
+    """Raise if the list is closed now (for errors' order: callers then enter)."""
+    if region_closed(&sl._map.region):
         raise _closed_error()
     return 0
-
-
-cdef inline Mapping _pin_writable(ShareableList sl):
-    """_pin() for calls that write: also refuses a list attached read-only."""
-    cdef Mapping m = _pin(sl)
-    if m.readonly:
-        raise TypeError("this ShareableList was attached with readonly=True: "
-                        "it cannot be written")
-    return m
 
 
 cdef int _corrupt(ShareableList sl, Py_ssize_t k, str what) except -1:
@@ -56,7 +59,7 @@ cdef inline Py_ssize_t _position(ShareableList sl, object index, str message) ex
     """Normalise an index into 0..n-1, raising IndexError outside -n..n-1.
 
     Converting the index may run Python code (__index__), so the list's being
-    open is checked after it; callers then pin the mapping to hold it.
+    open is checked after it; callers then enter the mapping.
     """
     cdef long long k
     cdef int overflow = 0
@@ -111,7 +114,7 @@ cdef inline int _decode(ShareableList sl, Py_ssize_t k, Slot* s,
     s.ptr = layout.data + start[0]
     s.size = end[0] - start[0]
     s.format = load_u64(layout.formats + 8 * k)
-    s.code = <uint8_t>layout.codes[k]
+    s.code = load_code(layout.codes + k)
     format_kind = _parse_format(s.format, &s.width)
     if format_kind == KIND_BAD:
         return BAD_FORMAT
@@ -136,16 +139,29 @@ cdef inline int _decode(ShareableList sl, Py_ssize_t k, Slot* s,
     return SLOT_OK
 
 
+cdef inline int _decode_twice(ShareableList sl, Py_ssize_t k, Slot* s,
+                              int64_t* start, int64_t* end) noexcept:
+    """_decode(), looking once more before calling the slot corrupt: a process
+    changing an item's type writes its format entry, then its code, so
+    metadata seen in between is inconsistent."""
+    cdef int problem = _decode(sl, k, s, start, end)
+    if problem != SLOT_OK:
+        problem = _decode(sl, k, s, start, end)
+    return problem
+
+
 cdef int _slot(ShareableList sl, Py_ssize_t k, Slot* s) except -1:
     """Decode slot k's metadata, validating every offset read (0 <= k < n)."""
     cdef int64_t start, end
-    cdef int problem = _decode(sl, k, s, &start, &end)
-    if problem == SLOT_OK:
-        return 0
-    # A process changing this item's type writes its format entry, then its
-    # code: metadata seen in between is inconsistent.  Look once more before
-    # calling the slot corrupt.
-    problem = _decode(sl, k, s, &start, &end)
+    cdef int problem = _decode_twice(sl, k, s, &start, &end)
+    if problem != SLOT_OK:
+        _slot_error(sl, k, problem, s, start, end)
+    return 0
+
+
+cdef int _slot_error(ShareableList sl, Py_ssize_t k, int problem, Slot* s,
+                     int64_t start, int64_t end) except -1:
+    """Raise the ValueError that a _decode() problem calls for."""
     if problem == BAD_OFFSETS:
         _corrupt(sl, k, "slot offsets %d..%d outside the data area of %d bytes"
                  % (start, end, sl._layout.data_size))
@@ -179,7 +195,14 @@ cdef str _describe(ShareableList sl, Py_ssize_t k):
 
 
 # ---------------------------------------------------------------------------
-# Reading and writing one item (0 <= k < n, mapping pinned)
+# Reading and writing one item (0 <= k < n, mapping entered)
+#
+# Free-threaded builds keep the GIL's promise among threads (a read returns
+# a value some thread wrote; see _region.h): writes hold the items lock,
+# text is read under it, and a number read lock-free is checked against the
+# write sequence.  With the GIL all of that compiles to nothing.  No Python
+# object is made while the lock is held: a finalizer run by the allocation
+# could call back into the list and wait for the lock forever.
 
 
 cdef inline object _read(ShareableList sl, Py_ssize_t k):
@@ -187,51 +210,69 @@ cdef inline object _read(ShareableList sl, Py_ssize_t k):
     # Fast path: an int or float slot, validated in a few compares.
     cdef uint64_t word
     cdef int code
+    cdef int64_t raw
+    cdef pyshl_region* r = &sl._map.region
+    cdef uint64_t ticket = read_ticket(r)
     cdef char* p = slot8(&sl._layout, k, &word, &code)
     if p != NULL and code == CODE_NUMBER:
         if word == KIND_FORMAT[KIND_INT]:
-            return PyLong_FromLongLong(load_i64(p))
-        if word == KIND_FORMAT[KIND_FLOAT]:
-            return PyFloat_FromDouble(i64_as_double(load_i64(p)))
+            raw = load_i64(p)
+            if not read_overlapped(r, ticket):
+                return PyLong_FromLongLong(raw)
+        elif word == KIND_FORMAT[KIND_FLOAT]:
+            raw = load_i64(p)
+            if not read_overlapped(r, ticket):
+                return PyFloat_FromDouble(i64_as_double(raw))
     return _read_slot(sl, k)
 
 
 cdef object _read_slot(ShareableList sl, Py_ssize_t k):
+    """Item k, its slot decoded and its bytes copied under the items lock."""
     cdef Slot s
-    cdef Py_ssize_t length
-    _slot(sl, k, &s)
+    cdef int64_t start, end, raw = 0
+    cdef int problem
+    cdef Py_ssize_t length = 0
+    cdef char small[256]
+    cdef char* copy = small
+    cdef pyshl_region* r = &sl._map.region
+    items_lock(r)
+    problem = _decode_twice(sl, k, &s, &start, &end)
+    if problem == SLOT_OK:
+        if s.kind == KIND_INT or s.kind == KIND_FLOAT:
+            raw = load_i64(s.ptr)
+        elif s.kind == KIND_BOOL:
+            raw = _flag(&s)
+        elif s.kind == KIND_STR or s.kind == KIND_BYTES:
+            length = s.width
+            if length > <Py_ssize_t>sizeof(small):
+                copy = <char*>PyMem_RawMalloc(length)
+            if copy != NULL:
+                copy_out(copy, s.ptr, length)
+    items_unlock(r)
+    if problem != SLOT_OK:
+        _slot_error(sl, k, problem, &s, start, end)
     if s.kind == KIND_NONE:
         return None
     if s.kind == KIND_INT:
-        return PyLong_FromLongLong(load_i64(s.ptr))
+        return PyLong_FromLongLong(raw)
     if s.kind == KIND_FLOAT:
-        return PyFloat_FromDouble(i64_as_double(load_i64(s.ptr)))
+        return PyFloat_FromDouble(i64_as_double(raw))
     if s.kind == KIND_BOOL:
-        return _flag(&s)
-    # Trailing NULs are padding, as the standard library reads them.
-    length = s.width
-    while length > 0 and s.ptr[length - 1] == 0:
-        length -= 1
-    if s.kind == KIND_STR:
-        return _decode_utf8(s.ptr, length)
-    return PyBytes_FromStringAndSize(s.ptr, length)
-
-
-cdef object _decode_utf8(const char* text, Py_ssize_t length):
-    """Decode from a private copy: another process may write the slot
-    meanwhile, and CPython's decoder must see the very bytes it checked."""
-    cdef char small[256]
-    cdef char* copy = small
-    if length > 256:
-        copy = <char*>PyMem_Malloc(length)
-        if copy == NULL:
-            raise MemoryError()
-    memcpy(copy, text, length)
+        return raw != 0
+    if copy == NULL:
+        raise MemoryError()
     try:
-        return PyUnicode_DecodeUTF8(copy, length, NULL)
+        # Trailing NULs are padding, as the standard library reads them.
+        while length > 0 and copy[length - 1] == 0:
+            length -= 1
+        # Decoded from the private copy: another process may write the slot
+        # meanwhile, and CPython's decoder must see the very bytes it checked.
+        if s.kind == KIND_STR:
+            return PyUnicode_DecodeUTF8(copy, length, NULL)
+        return PyBytes_FromStringAndSize(copy, length)
     finally:
         if copy != small:
-            PyMem_Free(copy)
+            PyMem_RawFree(copy)
 
 
 cdef inline int _write(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
@@ -240,51 +281,96 @@ cdef inline int _write(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
     cdef uint64_t word
     cdef int code
     cdef char* p
+    cdef pyshl_region* r
     if v.kind <= KIND_NONE:
+        r = &sl._map.region
+        items_lock(r)
         p = slot8(&sl._layout, k, &word, &code)
         if p != NULL and word == KIND_FORMAT[v.kind] and code == KIND_CODE[v.kind]:
             store_i64(p, v.raw)
+            items_unlock(r)
             return 0
+        items_unlock(r)
     return _write_slot(sl, k, v)
 
 
-cdef int _check_write(ShareableList sl, Py_ssize_t k, Packed* v, Slot* s,
-                      uint64_t* new_format, Py_ssize_t* width) except -1:
-    """Decide how a packed value goes into slot k; raise if it cannot."""
-    _slot(sl, k, s)
+# Why a value cannot go into a slot (beside _decode()'s problems).
+cdef enum:
+    TOO_LONG = 100
+    FORMAT_LIMIT
+    SMALL_FOR_NUMBER
+
+
+cdef int _plan_write(ShareableList sl, Py_ssize_t k, Packed* v, Slot* s, int64_t* start,
+                     int64_t* end, uint64_t* new_format, Py_ssize_t* width) noexcept:
+    """How a packed value goes into slot k, or the problem that stops it."""
+    cdef int problem = _decode_twice(sl, k, s, start, end)
+    if problem != SLOT_OK:
+        return problem
     if v.kind == KIND_STR or v.kind == KIND_BYTES:
         if v.size > s.size:
-            raise ValueError("bytes/str item exceeds available storage")
+            return TOO_LONG
         if v.size <= s.width:
             new_format[0] = s.format    # an "Ns" slot keeps its format while the value fits
             width[0] = s.width
         else:
             if s.size > MAX_SLOT:
-                _corrupt(sl, k, "a %d-byte slot is larger than a format can describe" % s.size)
+                return FORMAT_LIMIT
             new_format[0] = _text_format(s.size)
             width[0] = s.size
     else:
         if s.size < 8:      # an "Ns" slot another writer made smaller than a number
-            raise ValueError("item %d's %d-byte slot cannot hold a number" % (k, s.size))
+            return SMALL_FOR_NUMBER
         new_format[0] = KIND_FORMAT[v.kind]
         width[0] = 8
+    return SLOT_OK
+
+
+cdef int _write_error(ShareableList sl, Py_ssize_t k, int problem, Slot* s,
+                      int64_t start, int64_t end) except -1:
+    if problem == TOO_LONG:
+        raise ValueError("bytes/str item exceeds available storage")
+    if problem == FORMAT_LIMIT:
+        _corrupt(sl, k, "a %d-byte slot is larger than a format can describe" % s.size)
+    if problem == SMALL_FOR_NUMBER:
+        raise ValueError("item %d's %d-byte slot cannot hold a number" % (k, s.size))
+    return _slot_error(sl, k, problem, s, start, end)
+
+
+cdef int _check_write(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
+    """Raise if a packed value cannot go into slot k now."""
+    cdef Slot s
+    cdef int64_t start, end
+    cdef uint64_t new_format
+    cdef Py_ssize_t width
+    cdef int problem = _plan_write(sl, k, v, &s, &start, &end, &new_format, &width)
+    if problem != SLOT_OK:
+        _write_error(sl, k, problem, &s, start, end)
     return 0
 
 
 cdef int _write_slot(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
     cdef Slot s
+    cdef int64_t start, end
     cdef uint64_t new_format
     cdef Py_ssize_t width
-    _check_write(sl, k, v, &s, &new_format, &width)
-    if s.format != new_format:
-        store_i64(sl._layout.formats + 8 * k, <int64_t>new_format)
-    if s.code != KIND_CODE[v.kind]:
-        sl._layout.codes[k] = <char>KIND_CODE[v.kind]
-    if v.kind == KIND_STR or v.kind == KIND_BYTES:
-        memcpy(s.ptr, v.data, v.size)
-        memset(s.ptr + v.size, 0, width - v.size)
-    else:
-        store_i64(s.ptr, v.raw)
+    cdef int problem
+    cdef pyshl_region* r = &sl._map.region
+    write_begin(r)
+    problem = _plan_write(sl, k, v, &s, &start, &end, &new_format, &width)
+    if problem == SLOT_OK:
+        if s.format != new_format:
+            store_i64(sl._layout.formats + 8 * k, <int64_t>new_format)
+        if s.code != KIND_CODE[v.kind]:
+            store_code(sl._layout.codes + k, KIND_CODE[v.kind])
+        if v.kind == KIND_STR or v.kind == KIND_BYTES:
+            copy_in(s.ptr, v.data, v.size)
+            zero_fill(s.ptr + v.size, width - v.size)
+        else:
+            store_i64(s.ptr, v.raw)
+    write_end(r)
+    if problem != SLOT_OK:
+        _write_error(sl, k, problem, &s, start, end)
     return 0
 
 
@@ -296,23 +382,23 @@ cdef list _get_slice(ShareableList sl, object index):
     cdef Py_ssize_t start, stop, step, j, m
     start, stop, step = index.indices(sl._layout.n)     # may run __index__
     m = len(range(start, stop, step))
-    cdef Mapping pinned = _pin(sl)
-    result = PyList_New(m)
-    for j in range(m):
-        item = _read(sl, start + j * step)
-        Py_INCREF(item)
-        PyList_SET_ITEM(result, j, item)
-    return result
+    cdef pyshl_region* r = _enter(sl)
+    try:
+        result = PyList_New(m)
+        for j in range(m):
+            item = _read(sl, start + j * step)
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, j, item)
+        return result
+    finally:
+        region_leave(r)
 
 
 cdef int _set_slice(ShareableList sl, object index, object values) except -1:
     """Assign an equal-length sequence to a slice, validated in full first."""
     cdef Py_ssize_t start, stop, step, j, m
     cdef Packed* packed
-    cdef Slot s
-    cdef uint64_t new_format
-    cdef Py_ssize_t width
-    cdef Mapping pinned
+    cdef pyshl_region* r
     # Converting the values and the bounds may run Python code: all of it
     # happens first, into a private list of exact builtins.
     values = PySequence_Fast(values, "can only assign an iterable to a ShareableList slice")
@@ -328,11 +414,14 @@ cdef int _set_slice(ShareableList sl, object index, object values) except -1:
     try:
         for j in range(m):
             _pack_exact(values[j], &packed[j])
-        pinned = _pin_writable(sl)
-        for j in range(m):
-            _check_write(sl, start + j * step, &packed[j], &s, &new_format, &width)
-        for j in range(m):
-            _write(sl, start + j * step, &packed[j])
+        r = _enter_writable(sl)
+        try:
+            for j in range(m):
+                _check_write(sl, start + j * step, &packed[j])
+            for j in range(m):
+                _write(sl, start + j * step, &packed[j])
+        finally:
+            region_leave(r)
     finally:
         PyMem_Free(packed)
     return 0

@@ -20,7 +20,7 @@ from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 
-from pyshl._mapping import Mapping
+from pyshl._mapping import Export, Mapping
 from pyshl._shm import SharedMemory
 
 __all__ = ["SharedArray"]
@@ -35,6 +35,8 @@ def _segment_window(array):
         base = base.base
     if isinstance(base, memoryview):
         base = base.obj
+    if isinstance(base, Export):
+        base = base.mapping
     if not isinstance(base, Mapping) or base.name is None:
         return None
     return (base.name, array.__array_interface__["data"][0] - base.address,
@@ -46,7 +48,7 @@ def _attach_window(name, offset, dtype, shape, strides, readonly, writeable):
     """Unpickle a window: attach (never tracked, so never unlinked) and map."""
     segment = SharedMemory(name, track=False, readonly=readonly)
     try:
-        array = np.ndarray(shape, dtype, buffer=segment._mmap, offset=offset,
+        array = np.ndarray(shape, dtype, buffer=segment._mmap.export(), offset=offset,
                            strides=strides)
     finally:
         segment.close()          # the array holds the mapping; the handle can go

@@ -94,6 +94,27 @@ def test_context_manager_tolerates_an_earlier_unlink():
     assert sl.closed
 
 
+def test_arrays_over_shm_buf_survive_close_in_a_child():
+    # np.ndarray(buffer=...) releases its buffer at once and keeps only the
+    # object: the memory must stay mapped for as long as the array lives.
+    out = run_python("""
+        import numpy as np
+        from pyshl import ShareableList
+        sl = ShareableList(list(range(8)))
+        a = np.ndarray((8,), np.uint8, buffer=sl.shm.buf)
+        v = sl.view()
+        sl.shm.close()
+        sl.close()
+        sl.unlink()
+        del sl
+        assert a[0] == 8 and v[7] == 7
+        a[1] = 1
+        v[0] = 5
+        print("ok")
+    """)
+    assert out.stdout == "ok\n"
+
+
 def test_stdlib_idiom_close_then_unlink_with_live_views():
     sl = ShareableList(list(range(100)))
     name = sl.shm.name
@@ -108,12 +129,12 @@ def test_stdlib_idiom_close_then_unlink_with_live_views():
     with pytest.raises(ValueError):
         buf[0]                # shm.buf itself is released, as the stdlib does
     assert mapped(name)
-    del array, window
+    del array
     gc.collect()
-    assert mapped(name)       # the list object still holds the mapping...
-    del sl
+    assert mapped(name)       # the window still holds the mapping...
+    del window
     gc.collect()
-    assert not mapped(name)   # ...and it goes with the last holder
+    assert not mapped(name)   # ...and it goes with the last view
 
 
 def test_ndarray_over_buf_survives_close(make):

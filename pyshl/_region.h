@@ -1,0 +1,180 @@
+/* A mapped region's lifetime and its threads: users counted, unmapped when the last leaves after close. */
+#ifndef PYSHL_REGION_H
+#define PYSHL_REGION_H
+
+#include <stdint.h>
+#include <sys/mman.h>
+#include <Python.h>
+
+/* One mapping of a segment.  `state` is 2 * users + closed: every access to
+   the memory happens between pyshl_region_enter() and pyshl_region_leave(),
+   and exported buffers count as users for their whole life.  close() only
+   sets the bit; whoever brings the state to "closed, no users" (close() or
+   the last leave) unmaps, exactly once.  The object holding the region is
+   never swapped out of a list, so reaching the region needs no reference
+   count: the caller's reference to the list keeps it.
+
+   With the GIL every update happens with the GIL held (pyshl releases it
+   only between an enter and its leave), so plain arithmetic is atomic
+   enough; free-threaded builds use atomic read-modify-writes.
+
+   Free-threaded builds also keep what the GIL gave threads for free: a value
+   read is one that some thread wrote.  Every item write holds `mutex`; one
+   that changes an item's kind or writes text also makes `seq` odd while it
+   writes (a seqlock).  Readers of text and scans hold the mutex; the
+   lock-free number reads check that `seq` was even and unchanged around
+   them.  (The atomics stay lock-free: they act on numbers only.) */
+typedef struct {
+    char *addr;
+    Py_ssize_t size;
+    uint64_t state;
+#ifdef Py_GIL_DISABLED
+    PyMutex mutex;
+    uint64_t seq;
+#endif
+} pyshl_region;
+
+#define PYSHL_CLOSED 1u
+#define PYSHL_USER 2u
+
+static inline void pyshl_region_init(pyshl_region *r, char *addr, Py_ssize_t size) {
+    r->addr = addr;
+    r->size = size;
+    r->state = addr == NULL ? PYSHL_CLOSED : 0;
+#ifdef Py_GIL_DISABLED
+    memset(&r->mutex, 0, sizeof(r->mutex));
+    r->seq = 0;
+#endif
+}
+
+static inline void pyshl_region_unmap(pyshl_region *r) {
+    if (r->addr != NULL)
+        munmap(r->addr, (size_t)r->size);
+}
+
+/* Become a user, unless the region is closed (then 0). */
+static inline int pyshl_region_enter(pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    uint64_t old = __atomic_load_n(&r->state, __ATOMIC_RELAXED);
+    do {
+        if (old & PYSHL_CLOSED)
+            return 0;
+    } while (!__atomic_compare_exchange_n(&r->state, &old, old + PYSHL_USER, 1,
+                                          __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
+    return 1;
+#else
+    if (r->state & PYSHL_CLOSED)
+        return 0;
+    r->state += PYSHL_USER;
+    return 1;
+#endif
+}
+
+/* Stop being a user; the last user after close() unmaps. */
+static inline void pyshl_region_leave(pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    if (__atomic_fetch_sub(&r->state, PYSHL_USER, __ATOMIC_ACQ_REL) == (PYSHL_USER | PYSHL_CLOSED))
+        pyshl_region_unmap(r);
+#else
+    r->state -= PYSHL_USER;
+    if (r->state == PYSHL_CLOSED)
+        pyshl_region_unmap(r);
+#endif
+}
+
+/* Refuse new users; unmap now if there are none.  Idempotent. */
+static inline void pyshl_region_close(pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    if (__atomic_fetch_or(&r->state, PYSHL_CLOSED, __ATOMIC_ACQ_REL) == 0)
+        pyshl_region_unmap(r);
+#else
+    uint64_t old = r->state;
+    r->state |= PYSHL_CLOSED;
+    if (old == 0)
+        pyshl_region_unmap(r);
+#endif
+}
+
+static inline int pyshl_region_closed(const pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    return (int)(__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) & PYSHL_CLOSED);
+#else
+    return (int)(r->state & PYSHL_CLOSED);
+#endif
+}
+
+/* The seqlock of free-threaded builds; nothing with the GIL. */
+static inline void pyshl_write_begin(pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    PyMutex_Lock(&r->mutex);
+    __atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+#else
+    (void)r;
+#endif
+}
+
+static inline void pyshl_write_end(pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    __atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELEASE);
+    PyMutex_Unlock(&r->mutex);
+#else
+    (void)r;
+#endif
+}
+
+/* Writers of numbers into number slots, readers of text, scans: exclude
+   the writers above. */
+static inline void pyshl_items_lock(pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    PyMutex_Lock(&r->mutex);
+#else
+    (void)r;
+#endif
+}
+
+static inline void pyshl_items_unlock(pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    PyMutex_Unlock(&r->mutex);
+#else
+    (void)r;
+#endif
+}
+
+/* A lock-free number read: take the ticket, read, then ask whether a writer
+   overlapped (then read again under the mutex). */
+static inline uint64_t pyshl_read_ticket(const pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    return __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE);
+#else
+    (void)r;
+    return 0;
+#endif
+}
+
+static inline int pyshl_read_overlapped(const pyshl_region *r, uint64_t ticket) {
+#ifdef Py_GIL_DISABLED
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return (ticket & 1) || __atomic_load_n(&r->seq, __ATOMIC_RELAXED) != ticket;
+#else
+    (void)r;
+    (void)ticket;
+    return 0;
+#endif
+}
+
+/* Per-thread guesses that other threads may also update: relaxed atomics. */
+static inline int64_t pyshl_guess_load(const int64_t *p) {
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline void pyshl_guess_store(int64_t *p, int64_t v) {
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+/* Exchange for a C field that threads may race on (a pid, a flag). */
+static inline long pyshl_exchange_long(long *p, long v) {
+    return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL);
+}
+
+#endif
