@@ -9,6 +9,7 @@ from libc.string cimport memset
 
 import functools
 import os
+import sys
 
 try:
     from types import GenericAlias as _GenericAlias
@@ -17,6 +18,11 @@ except ImportError:              # Python 3.6 to 3.8
         from typing import _GenericAlias
     except ImportError:          # 3.6 never calls __class_getitem__ (PEP 560 is 3.7)
         _GenericAlias = None
+
+
+# The standard class's message for index() of a missing value, as the
+# running Python words it (3.14 changed it).
+cdef bint _INDEX_MISS_NEW = sys.version_info >= (3, 14)
 
 
 cdef class ShareableList:
@@ -109,6 +115,8 @@ cdef class ShareableList:
         Raises ValueError if the value is not present."""
         cdef Py_ssize_t k = _scan(self, value, 0, False)
         if k < 0:
+            if _INDEX_MISS_NEW:
+                raise ValueError("ShareableList.index(x): x not in list")
             raise ValueError(f"{value!r} not in this container")
         return k
 

@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <linux/futex.h>
 
+#include "_region.h"
+
 /* The item holds 0 when the lock is free, else the holder's thread id (unique
    across processes on Linux), with PYSHL_LOCK_WAITERS set once someone waits,
    so that release() knows to wake one.  It all lives in the item's low 32 bits
@@ -99,9 +101,10 @@ static inline void pyshl_pause(void) {
 
 /* Acquire, waiting up to `timeout` seconds (< 0: forever; 0: do not wait).
    Returns 1 if taken, 2 if taken over from a holder that died, 0 on
-   timeout, -1 if this thread holds it already and would wait forever.
-   Call it without the GIL. */
-static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout) {
+   timeout, -1 if this thread holds it already and would wait forever, -2
+   once `region` (entered by the caller) is closed.  Call it without the GIL. */
+static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout,
+                              const pyshl_region *region) {
     double deadline = timeout < 0 ? 0 : pyshl_now() + timeout, left;
     uint32_t cur;
     struct timespec wait;
@@ -114,6 +117,8 @@ static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout) {
         pyshl_pause();
     }
     for (;;) {
+        if (pyshl_region_closed(region))
+            return -2;             /* nobody can release through a closed list */
         cur = __atomic_load_n(word, __ATOMIC_RELAXED);
         if (cur == 0) {
             /* Others may wait too: keep the flag, so that release wakes one. */

@@ -10,7 +10,8 @@ cdef extern from "_lock.h":
     uint32_t current_tid "pyshl_tid"() nogil
     uint32_t lock_holder "pyshl_lock_holder"(uint32_t* word) nogil
     int lock_try "pyshl_lock_try"(uint32_t* word, uint32_t tid) nogil
-    int lock_acquire "pyshl_lock_acquire"(uint32_t* word, uint32_t tid, double timeout) nogil
+    int lock_acquire "pyshl_lock_acquire"(uint32_t* word, uint32_t tid, double timeout,
+                                          const pyshl_region* region) nogil
     int lock_release "pyshl_lock_release"(uint32_t* word, uint32_t tid) nogil
 
 
@@ -96,9 +97,11 @@ cdef class Lock:
             if not block:
                 seconds = 0
             with nogil:
-                taken = lock_acquire(word, tid, seconds)
+                taken = lock_acquire(word, tid, seconds, r)
         finally:
             region_leave(r)
+        if taken == -2:
+            raise _closed_error()
         if taken < 0:
             raise RuntimeError("this thread holds the lock on item %d already: waiting "
                                "for it would never end" % self.index)

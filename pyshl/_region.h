@@ -95,12 +95,9 @@ static inline void pyshl_region_close(pyshl_region *r) {
 #endif
 }
 
+/* Also asked without the GIL (by a lock's waiter): an atomic load either way. */
 static inline int pyshl_region_closed(const pyshl_region *r) {
-#ifdef Py_GIL_DISABLED
     return (int)(__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) & PYSHL_CLOSED);
-#else
-    return (int)(r->state & PYSHL_CLOSED);
-#endif
 }
 
 /* The seqlock of free-threaded builds; nothing with the GIL. */

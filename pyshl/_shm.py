@@ -1,10 +1,12 @@
 """POSIX shared memory segments: the SharedMemory class, its names and the
 resource tracker glue.  Plain Python: none of it is on a hot path."""
 
+import atexit
 import os
 import secrets
 import stat
 import sys
+import weakref
 
 from pyshl._mapping import Mapping
 
@@ -38,6 +40,21 @@ def _segment_path(name):
         raise ValueError("shared memory name too long: %d bytes, the limit is %d"
                          % (len(encoded), _NAME_MAX))
     return os.path.join(os.fsencode(SHM_DIR), encoded)
+
+
+def _identity(status):
+    """What tells one segment from another that later takes its name."""
+    return (status.st_dev, status.st_ino)
+
+
+# Handles whose segment this process registered with the resource tracker.
+_tracked = weakref.WeakSet()
+
+
+@atexit.register
+def _forget_gone_segments():
+    for shm in list(_tracked):
+        shm._forget_if_gone()
 
 
 def _named_error(exc, name):
@@ -199,6 +216,7 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
             raise
         # The mapping outlives the descriptor; holding no fd lets a process
         # attach to any number of segments.
+        self._identity = _identity(os.fstat(fd))
         os.close(fd)
         self._fd = -1
         self._flags = flags
@@ -216,6 +234,8 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
                     unlink_segment(name)
                 raise
             self._track = True
+            self._tracker_pid = os.getpid()
+            _tracked.add(self)
 
     @property
     def readonly(self):
@@ -238,6 +258,7 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._forget_if_gone()
 
     def unlink(self):
         """Remove the segment's name; the memory goes when the last mapping does.
@@ -252,6 +273,24 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
             unlink_segment(self.name)
         finally:
             self._untrack(gone=True)
+
+    def _forget_if_gone(self):
+        """Stop this process's tracker from warning at exit about a segment
+        it registered that another process has unlinked.
+
+        A child made by a plain os.fork() on Python 3.13.18+ and 3.14+ gets
+        a tracker of its own (gh-146313): its unlink cannot reach ours.
+        Checked on close() and at exit: the name is gone, or names another
+        segment now.
+        """
+        if not self._track or getattr(self, "_tracker_pid", None) != os.getpid():
+            return
+        try:
+            still_ours = _identity(os.stat(_segment_path(self.name))) == self._identity
+        except OSError:
+            still_ours = False
+        if not still_ours:
+            self._untrack(gone=True)    # whether or not the unlinker reached our tracker
 
     def _untrack(self, gone=False):
         """Stop the resource tracker from unlinking this segment at exit.
