@@ -80,8 +80,9 @@ cdef int _atomic_slot_checked(ShareableList sl, Py_ssize_t k, char** ptr, str op
 
 
 # Fast paths: exact ints and a valid, aligned int slot, the mapping entered
-# and left around the one access with no Python code in between; anything
-# else (and every error) takes the full path below.
+# and left briefly (region_enter_brief: with the GIL only a check, since no
+# Python code runs before the one access); anything else (and every error)
+# takes the full path below.
 
 cdef inline bint _exact_i64(object value, int64_t* out) noexcept:
     """value as an int64, if it is an exact int that fits."""
@@ -94,11 +95,11 @@ cdef inline char* _int_slot_now(ShareableList sl, Py_ssize_t k, bint write) noex
     caller leaves right after its access."""
     cdef pyshl_region* r = &sl._map.region
     cdef char* p
-    if (write and sl._map.readonly) or not region_enter(r):
+    if (write and sl._map.readonly) or not region_enter_brief(r):
         return NULL
     p = int_slot(&sl._layout, k, KIND_FORMAT[KIND_INT])
     if p == NULL:
-        region_leave(r)
+        region_leave_brief(r)
     return p
 
 
@@ -217,11 +218,11 @@ cdef class Cell:
         cdef ShareableList sl = self.list
         cdef Py_ssize_t k = self.index
         cdef pyshl_region* r = &sl._map.region
-        if self._slot == NULL or (write and sl._map.readonly) or not region_enter(r):
+        if self._slot == NULL or (write and sl._map.readonly) or not region_enter_brief(r):
             return NULL
         if (load_u64(sl._layout.formats + 8 * k) != KIND_FORMAT[KIND_INT]
                 or load_code(sl._layout.codes + k) != CODE_NUMBER):
-            region_leave(r)
+            region_leave_brief(r)
             return NULL
         return self._slot
 
@@ -236,7 +237,7 @@ cdef class Cell:
             p = self._int_now(True)
             if p != NULL:
                 overflow = fetch_add_i64_from(p, fast, guess_load(&self._seen), &old)
-                region_leave(&sl._map.region)
+                region_leave_brief(&sl._map.region)
                 if not overflow:
                     guess_store(&self._seen, old + fast)
                     return PyLong_FromLongLong(old)
@@ -258,7 +259,7 @@ cdef class Cell:
             p = self._int_now(True)
             if p != NULL:
                 done = cas_i64(p, &fast_expected, fast_desired)
-                region_leave(&sl._map.region)
+                region_leave_brief(&sl._map.region)
                 return done
         _number_arg(expected, &e, "expected")
         _number_arg(desired, &w, "desired")
@@ -275,7 +276,7 @@ cdef class Cell:
         cdef char* p = self._int_now(False)
         if p != NULL:
             value = load_seq_i64(p)
-            region_leave(&sl._map.region)
+            region_leave_brief(&sl._map.region)
             return PyLong_FromLongLong(value)
         cdef pyshl_region* r = _enter(sl)
         try:
@@ -293,7 +294,7 @@ cdef class Cell:
             p = self._int_now(True)
             if p != NULL:
                 store_seq_i64(p, fast)
-                region_leave(&sl._map.region)
+                region_leave_brief(&sl._map.region)
                 return
         _number_arg(value, &v, "value")
         cdef pyshl_region* r = _enter_writable(sl)

@@ -5,7 +5,7 @@ from libc.stdint cimport int64_t, uint64_t
 from pyshl._mapping cimport (
     Mapping, exchange_long, guess_load, guess_store, items_lock, items_unlock,
     pyshl_region, read_overlapped, read_ticket, region_close, region_closed, region_enter,
-    region_leave, write_begin, write_end)
+    region_enter_brief, region_leave, region_leave_brief, write_begin, write_end)
 
 
 cdef extern from "Python.h":

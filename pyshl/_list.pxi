@@ -200,7 +200,7 @@ cdef class ShareableList:
             if p != NULL:
                 seen = &self._seen[((p - self._layout.data) >> 3) & 63]
                 overflow = fetch_add_i64_from(p, fast, guess_load(seen), &old)
-                region_leave(&self._map.region)
+                region_leave_brief(&self._map.region)
                 if not overflow:
                     guess_store(seen, old + fast)
                     return PyLong_FromLongLong(old)
@@ -226,7 +226,7 @@ cdef class ShareableList:
             p = _int_slot_at(self, index, True)
             if p != NULL:
                 done = cas_i64(p, &fast_expected, fast_desired)
-                region_leave(&self._map.region)
+                region_leave_brief(&self._map.region)
                 return done
         cdef Number e, w
         _number_arg(expected, &e, "expected")
@@ -244,7 +244,7 @@ cdef class ShareableList:
         cdef char* p = _int_slot_at(self, index, False)
         if p != NULL:
             value = load_seq_i64(p)
-            region_leave(&self._map.region)
+            region_leave_brief(&self._map.region)
             return PyLong_FromLongLong(value)
         cdef Py_ssize_t k = _position(self, index, "index out of range")
         cdef pyshl_region* r = _enter(self)
@@ -261,7 +261,7 @@ cdef class ShareableList:
             p = _int_slot_at(self, index, True)
             if p != NULL:
                 store_seq_i64(p, fast)
-                region_leave(&self._map.region)
+                region_leave_brief(&self._map.region)
                 return
         cdef Number v
         _number_arg(value, &v, "value")

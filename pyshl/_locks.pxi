@@ -55,11 +55,11 @@ cdef class Lock:
         cdef ShareableList sl = self.list
         cdef Py_ssize_t k = self.index
         cdef pyshl_region* r = &sl._map.region
-        if sl._map.readonly or not region_enter(r):
+        if sl._map.readonly or not region_enter_brief(r):
             return NULL
         if (load_u64(sl._layout.formats + 8 * k) != KIND_FORMAT[KIND_INT]
                 or load_code(sl._layout.codes + k) != CODE_NUMBER):
-            region_leave(r)
+            region_leave_brief(r)
             return NULL
         return lock_word(self._slot)
 
@@ -72,7 +72,7 @@ cdef class Lock:
             fast = self._word_now()
             if fast != NULL:
                 taken = lock_try(fast, current_tid())
-                region_leave(&self.list._map.region)
+                region_leave_brief(&self.list._map.region)
                 if taken:
                     self.recovered = False
                     return True
@@ -119,7 +119,7 @@ cdef class Lock:
         cdef int released
         if fast != NULL:
             released = lock_release(fast, current_tid())
-            region_leave(&self.list._map.region)
+            region_leave_brief(&self.list._map.region)
             if released == 0:
                 return
         cdef pyshl_region* r = _enter_writable(self.list)
@@ -144,7 +144,7 @@ cdef class Lock:
         cdef bint taken = False
         if fast != NULL:
             taken = lock_try(fast, current_tid())
-            region_leave(&self.list._map.region)
+            region_leave_brief(&self.list._map.region)
         if taken:
             self.recovered = False
         else:
@@ -156,7 +156,7 @@ cdef class Lock:
         cdef int released = -1
         if fast != NULL:
             released = lock_release(fast, current_tid())
-            region_leave(&self.list._map.region)
+            region_leave_brief(&self.list._map.region)
         if released != 0:
             Lock.release(self)
 

@@ -10,6 +10,8 @@ cdef extern from "_region.h":
     void region_init "pyshl_region_init"(pyshl_region* r, char* addr, Py_ssize_t size) nogil
     bint region_enter "pyshl_region_enter"(pyshl_region* r) nogil
     void region_leave "pyshl_region_leave"(pyshl_region* r) nogil
+    bint region_enter_brief "pyshl_region_enter_brief"(pyshl_region* r) nogil
+    void region_leave_brief "pyshl_region_leave_brief"(pyshl_region* r) nogil
     void region_close "pyshl_region_close"(pyshl_region* r) nogil
     bint region_closed "pyshl_region_closed"(const pyshl_region* r) nogil
     void write_begin "pyshl_write_begin"(pyshl_region* r) nogil

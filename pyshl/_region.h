@@ -82,6 +82,25 @@ static inline void pyshl_region_leave(pyshl_region *r) {
 #endif
 }
 
+/* A brief use: the caller runs no Python code and keeps the GIL until it
+   leaves (the fast paths: one atomic access).  With the GIL nothing can
+   close the region in between, so only the check is needed. */
+static inline int pyshl_region_enter_brief(pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    return pyshl_region_enter(r);
+#else
+    return !(r->state & PYSHL_CLOSED);
+#endif
+}
+
+static inline void pyshl_region_leave_brief(pyshl_region *r) {
+#ifdef Py_GIL_DISABLED
+    pyshl_region_leave(r);
+#else
+    (void)r;
+#endif
+}
+
 /* Refuse new users; unmap now if there are none.  Idempotent. */
 static inline void pyshl_region_close(pyshl_region *r) {
 #ifdef Py_GIL_DISABLED

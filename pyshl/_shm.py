@@ -283,7 +283,8 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
         Checked on close() and at exit: the name is gone, or names another
         segment now.
         """
-        if not self._track or getattr(self, "_tracker_pid", None) != os.getpid():
+        # (getattr: close() also runs from __del__ of a half-made handle)
+        if getattr(self, "_tracker_pid", None) != os.getpid() or not self._track:
             return
         try:
             still_ours = _identity(os.stat(_segment_path(self.name))) == self._identity

@@ -29,18 +29,40 @@ def segment_names():
 
 
 def assert_no_new_segments(before, grace=1.0):
-    """No segment appeared since the `before` snapshot and stayed.
+    """No segment that the tests made appeared since the `before` snapshot
+    and stayed.
 
-    Other processes on the machine may create short-lived segments meanwhile:
-    a new one must outlive a short grace period to count as ours, and
-    segments that disappeared do not matter.
+    Other programs on the machine may create segments meanwhile: a new one
+    must stay for a whole grace period and be mapped by no process but this
+    one to count as ours (the tests' children have exited by then).
     """
     deadline = time.monotonic() + grace
     new = segment_names() - before
     while new and time.monotonic() < deadline:
         time.sleep(0.05)
-        new = segment_names() - before
+        new &= segment_names()          # the same segment, there all along
+    new -= mapped_by_other_processes(new)
     assert not new, "shared memory segments were left behind: %s" % sorted(new)
+
+
+def mapped_by_other_processes(names):
+    """Those of the segment names that a live process other than this one maps."""
+    found = set()
+    paths = {os.path.join(SHM_DIR, name): name for name in names}
+    if not paths:
+        return found
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/maps" % pid) as maps:
+                for line in maps:
+                    path = line.rstrip("\n").split(None, 5)[-1].replace(" (deleted)", "")
+                    if path in paths:
+                        found.add(paths[path])
+        except OSError:
+            continue      # gone meanwhile, or not ours to read
+    return found
 
 
 def segment_exists(name):

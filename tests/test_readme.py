@@ -16,8 +16,17 @@ def test_the_readme_has_examples():
     assert len(BLOCKS) >= 5
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[b.splitlines()[0][:40] for b in BLOCKS])
-def test_readme_example_runs_and_cleans_up(code, tmp_path):
+# Examples that start processes run under every start method: the default is
+# fork up to 3.13 and forkserver from 3.14 on Linux.
+STARTS_PROCESSES = re.compile(r"Pool|Process|Manager|Executor|joblib|dask")
+CASES = [(code, method) for code in BLOCKS
+         for method in (["fork", "forkserver", "spawn"] if STARTS_PROCESSES.search(code)
+                        else [None])]
+
+
+@pytest.mark.parametrize("code, method", CASES,
+                         ids=["%s-%s" % (c.splitlines()[0][:40], m) for c, m in CASES])
+def test_readme_example_runs_and_cleans_up(code, method, tmp_path):
     # Run as a script (spawned workers import its __main__): it must clean up
     # after itself, so that neither a segment nor the resource tracker's
     # "leaked" warning is left.
@@ -25,6 +34,9 @@ def test_readme_example_runs_and_cleans_up(code, tmp_path):
         pytest.importorskip("distributed")
     before = segment_names()
     script = tmp_path / "example.py"
+    if method is not None:
+        code = ("import multiprocessing\nmultiprocessing.set_start_method(%r, force=True)\n"
+                % method) + code
     script.write_text(code)
     proc = subprocess.run([sys.executable, str(script)], **CAPTURE, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
