@@ -6,11 +6,17 @@ from setuptools.command.build_ext import build_ext
 # PYSHL_SANITIZE=1 builds the extensions with AddressSanitizer and
 # UndefinedBehaviorSanitizer; any report aborts the process, so it fails the
 # test that caused it.  Run with the ASan runtime preloaded (see .ci/run).
+# PYSHL_SANITIZE=thread builds them with ThreadSanitizer, for an interpreter
+# built --with-thread-sanitizer.
 compile_args = ["-O3"]
 link_args = []
-if os.environ.get("PYSHL_SANITIZE"):
-    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-             "-fno-omit-frame-pointer", "-O1", "-g"]
+sanitize = os.environ.get("PYSHL_SANITIZE")
+if sanitize:
+    if sanitize == "thread":
+        flags = ["-fsanitize=thread", "-O1", "-g"]
+    else:
+        flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                 "-fno-omit-frame-pointer", "-O1", "-g"]
     compile_args = flags
     link_args = flags
 

@@ -214,29 +214,18 @@ cdef int _pack_exact(object value, Packed* out) except -1:
 
 
 # ---------------------------------------------------------------------------
-# NumPy, imported on first use so that importing pyshl stays quick
-
-cdef object _np = None
-
+# NumPy, imported on first use so that importing pyshl stays quick.  No
+# module-level cache: threads of a free-threaded build would race on it.
 
 cdef object _numpy():
-    global _np
-    if _np is None:
-        import numpy
-        _np = numpy
-    return _np
-
-
-cdef object _SharedArray = None
+    import numpy
+    return numpy
 
 
 cdef object _shared_array():
     """pyshl._views.SharedArray (which imports NumPy), imported on first use."""
-    global _SharedArray
-    if _SharedArray is None:
-        from pyshl._views import SharedArray
-        _SharedArray = SharedArray
-    return _SharedArray
+    from pyshl._views import SharedArray
+    return SharedArray
 
 
 cdef int _array_kind(object dtype):
