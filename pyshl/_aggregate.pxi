@@ -210,8 +210,8 @@ cdef char* _uniform_targets(ShareableList sl, int64_t lo, int64_t span) noexcept
     cdef pyshl_layout* layout = &sl._layout
     cdef uint64_t word = load_u64(layout.formats + 8 * lo)
     cdef int64_t base = load_i64(layout.offsets + 8 * lo)
-    if load_code(layout.codes + lo) != CODE_NUMBER or not (word == KIND_FORMAT[KIND_INT]
-                                               or word == KIND_FORMAT[KIND_FLOAT]):
+    if load_code(layout.codes + lo) != CODE_NUMBER or not (
+            word == KIND_FORMAT[KIND_INT] or word == KIND_FORMAT[KIND_FLOAT]):
         return NULL
     if base < 0 or base > layout.data_size - 8 * span or (<uintptr_t>(layout.data + base)) & 7:
         return NULL

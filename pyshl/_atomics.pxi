@@ -182,6 +182,7 @@ cdef inline int _store_item(ShareableList sl, Py_ssize_t k, Number* v, object va
 
 
 @cython.final
+@cython.no_gc_clear
 cdef class Cell:
     """One int or float item of a ShareableList, bound for atomic operations.
 
@@ -273,11 +274,15 @@ cdef class Cell:
         """Atomically read the item."""
         cdef ShareableList sl = self.list
         cdef int64_t value
+        cdef uint64_t ticket = read_ticket(&sl._map.region)
         cdef char* p = self._int_now(False)
+        cdef bint overlapped
         if p != NULL:
             value = load_seq_i64(p)
+            overlapped = read_overlapped(&sl._map.region, ticket)   # a type change meanwhile
             region_leave_brief(&sl._map.region)
-            return PyLong_FromLongLong(value)
+            if not overlapped:
+                return PyLong_FromLongLong(value)
         cdef pyshl_region* r = _enter(sl)
         try:
             return _load_item(sl, self.index)

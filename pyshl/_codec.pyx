@@ -23,9 +23,10 @@ from pyshl._mapping cimport Mapping
 
 # The placeholder mapping of a closed (or never opened) list.
 cdef Mapping _CLOSED = Mapping()
+region_setup()       # free-threaded builds: a fork child starts item locks afresh
 
 include "_formats.pxi"        # item kinds: the table, format entries, packing values
-include "_slots.pxi"          # entering the mapping, indexes, decoding one slot, reading and writing items
+include "_slots.pxi"          # entering the mapping, indexes, one slot: decode, read, write
 include "_construction.pxi"   # plan, fill and publish a new segment; attach to one
 include "_scans.pxi"          # count, index and `in`, vectorised over runs of numbers
 include "_atomics.pxi"        # fetch_add, compare_exchange, load, store of one item

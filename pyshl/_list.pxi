@@ -1,5 +1,6 @@
 # The ShareableList class, its methods thin over the concerns above, and its iterator.
 
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF
@@ -25,6 +26,9 @@ except ImportError:              # Python 3.6 to 3.8
 cdef bint _INDEX_MISS_NEW = sys.version_info >= (3, 14)
 
 
+# no_gc_clear: the garbage collector must never clear the mapping of a list
+# (or of the objects below), which is set once and relied on to be there.
+@cython.no_gc_clear
 cdef class ShareableList:
     """A fixed-length list stored in a shared memory segment.
 
@@ -241,11 +245,15 @@ cdef class ShareableList:
     def load(self, index):
         """Atomically read an int or float item (a sequentially consistent load)."""
         cdef int64_t value
+        cdef uint64_t ticket = read_ticket(&self._map.region)
         cdef char* p = _int_slot_at(self, index, False)
+        cdef bint overlapped
         if p != NULL:
             value = load_seq_i64(p)
+            overlapped = read_overlapped(&self._map.region, ticket)   # a type change meanwhile
             region_leave_brief(&self._map.region)
-            return PyLong_FromLongLong(value)
+            if not overlapped:
+                return PyLong_FromLongLong(value)
         cdef Py_ssize_t k = _position(self, index, "index out of range")
         cdef pyshl_region* r = _enter(self)
         try:
@@ -331,14 +339,14 @@ cdef class ShareableList:
         cdef Py_ssize_t counts[7]     # one per item kind, then "corrupt"
         memset(counts, 0, sizeof(counts))
         cdef pyshl_region* r = _enter(self)
-        try:
-            for k in range(self._layout.n):
-                if _decode_twice(self, k, &s, &start, &end) == SLOT_OK:
-                    counts[s.kind] += 1
-                else:
-                    counts[6] += 1
-        finally:
-            region_leave(r)
+        items_lock(r)          # (a type change by another thread: seen whole or not at all)
+        for k in range(self._layout.n):
+            if _decode_twice(self, k, &s, &start, &end) == SLOT_OK:
+                counts[s.kind] += 1
+            else:
+                counts[6] += 1
+        items_unlock(r)
+        region_leave(r)
         names = [row[0] for row in ITEM_KINDS] + ["corrupt"]
         return {names[i]: counts[i] for i in range(7) if counts[i]}
 
@@ -428,8 +436,8 @@ cdef object _view_entered(ShareableList self, object np, Py_ssize_t a, Py_ssize_
         return np.empty(0, wanted)
     word = load_u64(layout.formats + 8 * a)
     kind = _parse_format(word, &width)
-    if load_code(layout.codes + a) != CODE_NUMBER or not (kind == KIND_INT or kind == KIND_FLOAT
-                                              or kind == KIND_BOOL):
+    if load_code(layout.codes + a) != CODE_NUMBER or not (
+            kind == KIND_INT or kind == KIND_FLOAT or kind == KIND_BOOL):
         raise TypeError("item %d is %s: view() needs int, float or bool items"
                         % (a, _describe(self, a)))
     found = np.dtype(ITEM_KINDS[kind][4])
@@ -454,12 +462,17 @@ cdef object _view_entered(ShareableList self, object np, Py_ssize_t a, Py_ssize_
     return array.view(_shared_array())
 
 
+@cython.no_gc_clear
 cdef class _Iterator:
-    """Reads items one by one, as iterating over the standard list does."""
-    cdef ShareableList _list
-    cdef Py_ssize_t _next
+    """Reads items one by one, as iterating over the standard list does.
 
-    def __cinit__(self, ShareableList sl):
+    Threads may share one: its list is set once and never cleared, and each
+    index is taken atomically, so each item goes to one thread.
+    """
+    cdef ShareableList _list
+    cdef Py_ssize_t _next        # the next index to hand out
+
+    def __cinit__(self, ShareableList sl not None):
         self._list = sl
         self._next = 0
 
@@ -468,19 +481,19 @@ cdef class _Iterator:
 
     def __next__(self):
         cdef ShareableList sl = self._list
-        if sl is None:
-            raise StopIteration
+        cdef Py_ssize_t k
+        if index_load(&self._next) >= sl._layout.n:
+            raise StopIteration          # exhausted stays exhausted, closed or not
         cdef pyshl_region* r = _enter(sl)
         try:
-            if self._next >= sl._layout.n:
-                self._list = None
+            k = index_take(&self._next)
+            if k >= sl._layout.n:
                 raise StopIteration
-            self._next += 1
-            return _read(sl, self._next - 1)
+            return _read(sl, k)
         finally:
             region_leave(r)
 
     def __length_hint__(self):
-        if self._list is None or region_closed(&self._list._map.region):
+        if region_closed(&self._list._map.region):
             return 0
-        return self._list._layout.n - self._next
+        return max(self._list._layout.n - index_load(&self._next), 0)

@@ -21,6 +21,7 @@ class LockRecoveredWarning(RuntimeWarning):
 
 
 @cython.final
+@cython.no_gc_clear
 cdef class Lock:
     """A mutex whose whole state is one int item of a ShareableList.
 
@@ -35,8 +36,9 @@ cdef class Lock:
     cdef readonly ShareableList list
     cdef readonly Py_ssize_t index
     cdef readonly bint recovered     # the last acquire took over from a dead holder
-    # The item's slot, checked when the lock was made (as Cell's): used only
-    # with the mapping entered.
+    # The item's slot (not its futex word: lock_word() finds that, once),
+    # checked when the lock was made, as Cell's: used only with the mapping
+    # entered.
     cdef char* _slot
 
     def __cinit__(self, ShareableList sl not None, index):
@@ -44,7 +46,7 @@ cdef class Lock:
         self.list = sl
         cdef pyshl_region* r = _enter(sl)
         try:
-            self._slot = <char*>_lock_word(self)     # an int item, or TypeError now
+            self._slot = _lock_slot(self)     # an int item, or TypeError now
         finally:
             region_leave(r)
 
@@ -170,6 +172,17 @@ cdef class Lock:
 
 cdef uint32_t* _lock_word(Lock lock) except NULL:
     """The lock item's futex word (the mapping entered by the caller)."""
+    return lock_word(_lock_slot(lock))
+
+
+cdef char* _lock_slot(Lock lock) except NULL:
+    """The lock item's slot, an aligned int (the mapping entered by the caller).
+
+    The futex word is lock_word() of it, applied once: on a big-endian
+    machine it is the slot's second half.  (Applied twice, it would be the
+    next item's: tests/test_locks.py checks that a held lock's item holds the
+    holder's thread id and that its neighbour stays untouched.)
+    """
     cdef Slot s
     cdef char* p = int_slot(&lock.list._layout, lock.index, KIND_FORMAT[KIND_INT])
     if p == NULL:
@@ -178,4 +191,4 @@ cdef uint32_t* _lock_word(Lock lock) except NULL:
             raise TypeError("a lock needs an int item; item %d is %s"
                             % (lock.index, _describe(lock.list, lock.index)))
         _atomic_slot(lock.list, lock.index, &p, "lock")   # misaligned: ValueError
-    return lock_word(p)
+    return p

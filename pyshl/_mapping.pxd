@@ -8,6 +8,7 @@ cdef extern from "_region.h":
         char* addr
         Py_ssize_t size
     void region_init "pyshl_region_init"(pyshl_region* r, char* addr, Py_ssize_t size) nogil
+    void region_setup "pyshl_region_setup"() nogil
     bint region_enter "pyshl_region_enter"(pyshl_region* r) nogil
     void region_leave "pyshl_region_leave"(pyshl_region* r) nogil
     bint region_enter_brief "pyshl_region_enter_brief"(pyshl_region* r) nogil
@@ -23,6 +24,8 @@ cdef extern from "_region.h":
     int64_t guess_load "pyshl_guess_load"(const int64_t* p) nogil
     void guess_store "pyshl_guess_store"(int64_t* p, int64_t v) nogil
     long exchange_long "pyshl_exchange_long"(long* p, long v) nogil
+    Py_ssize_t index_take "pyshl_index_take"(Py_ssize_t* p) nogil
+    Py_ssize_t index_load "pyshl_index_load"(const Py_ssize_t* p) nogil
 
 
 cdef class Mapping:

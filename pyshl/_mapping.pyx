@@ -1,6 +1,7 @@
 # cython: language_level=3, embedsignature=True, binding=False, freethreading_compatible=True
 """The shared mapping of a whole segment, unmapped when its last user goes after close()."""
 
+cimport cython
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.exc cimport PyErr_SetFromErrno
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap
@@ -15,10 +16,11 @@ cdef class Mapping:
     placeholder.
 
     Users are the calls touching the memory (see _region.h) and the Exports
-    that every buffer of it (memoryviews, NumPy arrays) is owned by, so
+    that every buffer of it (memoryviews, NumPy arrays) is made over, so
     closing a handle never invalidates a live view and never raises
     BufferError: close() stops new users, and the memory is unmapped when the
-    last one goes.
+    last one goes.  A Mapping has no buffer of its own: NumPy would keep it,
+    not a user, as an array's owner.
     """
 
     def __cinit__(self, int fd=-1, Py_ssize_t size=0, bint readonly=False, name=None):
@@ -39,15 +41,6 @@ cdef class Mapping:
         # Every user holds a reference to this object: none is left.
         region_close(&self.region)
 
-    def __getbuffer__(self, Py_buffer* buffer, int flags):
-        # The buffer's owner is a new Export, whatever holds the buffer or
-        # its owner (NumPy keeps the owner of a memoryview's buffer).
-        PyBuffer_FillInfo(buffer, Export(self), self.region.addr, self.region.size,
-                          self.readonly, flags)
-
-    def __releasebuffer__(self, Py_buffer* buffer):
-        pass
-
     def __len__(self):
         return self.region.size
 
@@ -66,10 +59,13 @@ cdef class Mapping:
         region_close(&self.region)
 
     def export(self):
-        """An Export of the whole mapping: what NumPy arrays are made over."""
+        """An Export of the whole mapping: what buffers and NumPy arrays are made over.
+        Raises ValueError if the mapping is closed."""
         return Export(self)
 
 
+@cython.final
+@cython.no_gc_clear      # its mapping must be there to leave when it goes
 cdef class Export:
     """One user of a mapping for exactly as long as this object lives.
 

@@ -3,7 +3,9 @@
 #define PYSHL_REGION_H
 
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <Python.h>
 
 /* One mapping of a segment.  `state` is 2 * users + closed: every access to
@@ -15,15 +17,18 @@
    count: the caller's reference to the list keeps it.
 
    With the GIL every update happens with the GIL held (pyshl releases it
-   only between an enter and its leave), so plain arithmetic is atomic
-   enough; free-threaded builds use atomic read-modify-writes.
+   only between an enter and its leave), so a load and a store suffice
+   (relaxed atomics: a lock's waiter reads the state without the GIL);
+   free-threaded builds use atomic read-modify-writes.
 
    Free-threaded builds also keep what the GIL gave threads for free: a value
    read is one that some thread wrote.  Every item write holds `mutex`; one
    that changes an item's kind or writes text also makes `seq` odd while it
    writes (a seqlock).  Readers of text and scans hold the mutex; the
-   lock-free number reads check that `seq` was even and unchanged around
-   them.  (The atomics stay lock-free: they act on numbers only.) */
+   lock-free number reads (and the atomics' loads) check that `seq` was even
+   and unchanged around them.  The atomics' writes stay lock-free: they act
+   on numbers only, and one racing a change of the item's type follows the
+   cross-process rules. */
 typedef struct {
     char *addr;
     Py_ssize_t size;
@@ -31,6 +36,7 @@ typedef struct {
 #ifdef Py_GIL_DISABLED
     PyMutex mutex;
     uint64_t seq;
+    pid_t pid;             /* the process whose mutex this is (see pyshl_items_ready) */
 #endif
 } pyshl_region;
 
@@ -44,7 +50,17 @@ static inline void pyshl_region_init(pyshl_region *r, char *addr, Py_ssize_t siz
 #ifdef Py_GIL_DISABLED
     memset(&r->mutex, 0, sizeof(r->mutex));
     r->seq = 0;
+    r->pid = getpid();
 #endif
+}
+
+/* Plain updates of the state, with the GIL. */
+static inline uint64_t pyshl_state_load(const pyshl_region *r) {
+    return __atomic_load_n(&r->state, __ATOMIC_RELAXED);
+}
+
+static inline void pyshl_state_store(pyshl_region *r, uint64_t v) {
+    __atomic_store_n(&r->state, v, __ATOMIC_RELAXED);
 }
 
 static inline void pyshl_region_unmap(pyshl_region *r) {
@@ -63,9 +79,10 @@ static inline int pyshl_region_enter(pyshl_region *r) {
                                           __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
     return 1;
 #else
-    if (r->state & PYSHL_CLOSED)
+    uint64_t state = pyshl_state_load(r);
+    if (state & PYSHL_CLOSED)
         return 0;
-    r->state += PYSHL_USER;
+    pyshl_state_store(r, state + PYSHL_USER);
     return 1;
 #endif
 }
@@ -76,8 +93,9 @@ static inline void pyshl_region_leave(pyshl_region *r) {
     if (__atomic_fetch_sub(&r->state, PYSHL_USER, __ATOMIC_ACQ_REL) == (PYSHL_USER | PYSHL_CLOSED))
         pyshl_region_unmap(r);
 #else
-    r->state -= PYSHL_USER;
-    if (r->state == PYSHL_CLOSED)
+    uint64_t state = pyshl_state_load(r) - PYSHL_USER;
+    pyshl_state_store(r, state);
+    if (state == PYSHL_CLOSED)
         pyshl_region_unmap(r);
 #endif
 }
@@ -89,7 +107,7 @@ static inline int pyshl_region_enter_brief(pyshl_region *r) {
 #ifdef Py_GIL_DISABLED
     return pyshl_region_enter(r);
 #else
-    return !(r->state & PYSHL_CLOSED);
+    return !(pyshl_state_load(r) & PYSHL_CLOSED);
 #endif
 }
 
@@ -107,8 +125,8 @@ static inline void pyshl_region_close(pyshl_region *r) {
     if (__atomic_fetch_or(&r->state, PYSHL_CLOSED, __ATOMIC_ACQ_REL) == 0)
         pyshl_region_unmap(r);
 #else
-    uint64_t old = r->state;
-    r->state |= PYSHL_CLOSED;
+    uint64_t old = pyshl_state_load(r);
+    pyshl_state_store(r, old | PYSHL_CLOSED);
     if (old == 0)
         pyshl_region_unmap(r);
 #endif
@@ -119,9 +137,43 @@ static inline int pyshl_region_closed(const pyshl_region *r) {
     return (int)(__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) & PYSHL_CLOSED);
 }
 
+#ifdef Py_GIL_DISABLED
+/* This process's id, refreshed in a fork child (set up at module import). */
+static pid_t pyshl_this_pid;
+
+static void pyshl_forked(void) { pyshl_this_pid = getpid(); }
+#endif
+
+static inline void pyshl_region_setup(void) {
+#ifdef Py_GIL_DISABLED
+    pyshl_this_pid = getpid();
+    pthread_atfork(NULL, NULL, pyshl_forked);
+#endif
+}
+
+#ifdef Py_GIL_DISABLED
+/* A fork child inherits the mutex as it was, possibly held (or handed to a
+   thread that does not exist in the child): the first user in a new process
+   starts it afresh.  r->pid is -1 while one thread does so. */
+static inline void pyshl_items_ready(pyshl_region *r) {
+    pid_t seen = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
+    while (seen != pyshl_this_pid) {
+        if (seen != -1 && __atomic_compare_exchange_n(&r->pid, &seen, -1, 0, __ATOMIC_ACQUIRE,
+                                                      __ATOMIC_ACQUIRE)) {
+            memset(&r->mutex, 0, sizeof(r->mutex));
+            r->seq = 0;
+            __atomic_store_n(&r->pid, pyshl_this_pid, __ATOMIC_RELEASE);
+            return;
+        }
+        seen = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
+    }
+}
+#endif
+
 /* The seqlock of free-threaded builds; nothing with the GIL. */
 static inline void pyshl_write_begin(pyshl_region *r) {
 #ifdef Py_GIL_DISABLED
+    pyshl_items_ready(r);
     PyMutex_Lock(&r->mutex);
     __atomic_store_n(&r->seq, r->seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
@@ -143,6 +195,7 @@ static inline void pyshl_write_end(pyshl_region *r) {
    the writers above. */
 static inline void pyshl_items_lock(pyshl_region *r) {
 #ifdef Py_GIL_DISABLED
+    pyshl_items_ready(r);
     PyMutex_Lock(&r->mutex);
 #else
     (void)r;
@@ -186,6 +239,15 @@ static inline int64_t pyshl_guess_load(const int64_t *p) {
 
 static inline void pyshl_guess_store(int64_t *p, int64_t v) {
     __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+/* An iterator's position, which threads sharing the iterator take turns at. */
+static inline Py_ssize_t pyshl_index_take(Py_ssize_t *p) {
+    return __atomic_fetch_add(p, 1, __ATOMIC_RELAXED);
+}
+
+static inline Py_ssize_t pyshl_index_load(const Py_ssize_t *p) {
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
 /* Exchange for a C field that threads may race on (a pid, a flag). */

@@ -207,7 +207,8 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
                     os.posix_fallocate(fd, 0, size)
                 else:
                     os.ftruncate(fd, size)
-            size = os.fstat(fd).st_size
+            status = os.fstat(fd)
+            size = status.st_size
             mapping = Mapping(fd, size, readonly, name)
         except BaseException:
             os.close(fd)
@@ -216,13 +217,13 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
             raise
         # The mapping outlives the descriptor; holding no fd lets a process
         # attach to any number of segments.
-        self._identity = _identity(os.fstat(fd))
+        self._identity = _identity(status)
         os.close(fd)
         self._fd = -1
         self._flags = flags
         self._size = size
         self._mmap = mapping
-        self._buf = memoryview(mapping)
+        self._buf = memoryview(mapping.export())
         self._readonly = readonly
         self._track = False
         if track:

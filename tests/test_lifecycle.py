@@ -167,7 +167,9 @@ def test_closed_buf_refuses_new_views(make):
     sl.close()
     assert shm.buf is None
     with pytest.raises(ValueError):
-        memoryview(mapping)
+        mapping.export()
+    with pytest.raises(TypeError):
+        memoryview(mapping)      # buffers come only from Exports, which count as users
 
 
 def test_attach_close_loop_holds_no_descriptors(make):

@@ -215,3 +215,13 @@ def test_forked_children_do_not_hold_their_parents_lock(make):
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
     lock.release()
+
+
+@pytest.mark.skipif(not hasattr(threading, "get_native_id"), reason="Python 3.8+")
+def test_a_held_lock_is_its_own_item_and_no_other(make):
+    sl = make([0, 0, 0])
+    lock = sl.lock(1)
+    with lock:
+        assert sl[1] & 0x3FFFFFFF == threading.get_native_id()
+        assert sl[0] == sl[2] == 0      # the neighbours are untouched
+    assert sl.tolist() == [0, 0, 0]

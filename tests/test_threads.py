@@ -57,3 +57,41 @@ def test_import_keeps_the_gil_off():
     proc = subprocess.run([sys.executable, "-W", "error", "-c", code], **CAPTURE, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_fork_children_write_text_while_the_parents_threads_do():
+    # A free-threaded child inherits the item lock as it was at fork(): it
+    # must start it afresh, not wait forever for a thread it does not have.
+    code = textwrap.dedent("""
+        import os, threading, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)   # fork() with threads running
+        from pyshl import ShareableList
+        sl = ShareableList(["x" * 40] * 4)
+        stop = threading.Event()
+        def writer():
+            while not stop.is_set():
+                sl[1] = "abc"
+                sl[1] = "defgh"
+                sl.count("abc")
+        threads = [threading.Thread(target=writer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for _ in range(30):
+            pid = os.fork()
+            if pid == 0:
+                sl[2] = "child"
+                os._exit(0 if sl[2] == "child" and sl.count("child") == 1 else 1)
+            assert os.waitpid(pid, 0)[1] == 0
+        stop.set()
+        for thread in threads:
+            thread.join()
+        sl.shm.close()
+        sl.unlink()
+        print("ok")
+    """)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], **CAPTURE, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a fork child hung on the item lock")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"

@@ -135,11 +135,13 @@ def close_case(call_name, closer_name, rounds):
 def total_case(kind, rounds):
     problems = []
     per_thread = 20000
+    if kind == "iterator":
+        return _shared_iterator(rounds)
     for _ in range(rounds):
         sl = ShareableList([0] * 8)
         lock = sl.lock(7)
 
-        def worker():
+        def worker(sl, lock):
             if kind == "fetch_add":
                 for _ in range(per_thread):
                     sl.fetch_add(0, 1)
@@ -155,7 +157,7 @@ def total_case(kind, rounds):
                     with lock:
                         sl[3] = sl[3] + 1      # a compound update: only the lock makes it exact
 
-        threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+        threads = [threading.Thread(target=worker, args=(sl, lock)) for _ in range(THREADS)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -164,6 +166,29 @@ def total_case(kind, rounds):
         got = sl[{"fetch_add": 0, "cell": 1, "add_at": 2, "lock": 3}[kind]]
         if got != want:
             problems.append("%s: total %d, expected %d" % (kind, got, want))
+        sl.shm.close()
+        sl.unlink()
+    return problems
+
+
+def _shared_iterator(rounds):
+    """Threads drain one iterator: every item is read exactly once."""
+    problems = []
+    for _ in range(rounds):
+        sl = ShareableList(list(range(20000)))
+        iterator = iter(sl)
+        seen = [[] for _ in range(THREADS)]
+
+        threads = [threading.Thread(target=seen[me].extend, args=(iterator,))
+                   for me in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        got = sorted(x for part in seen for x in part)
+        if got != list(range(20000)):
+            problems.append("a shared iterator gave %d items, %d distinct"
+                            % (len(got), len(set(got))))
         sl.shm.close()
         sl.unlink()
     return problems
@@ -180,11 +205,11 @@ def torn_case(kind, rounds):
         sl = ShareableList([max(values, key=len)] * 4)
         stop = threading.Event()
 
-        def writer():
+        def writer(sl, stop):
             while not stop.is_set():
                 sl[random.randrange(4)] = random.choice(values)
 
-        def reader():
+        def reader(sl):
             for _ in range(20000):
                 try:
                     value = sl[random.randrange(4)]
@@ -195,8 +220,8 @@ def torn_case(kind, rounds):
                     problems.append("torn %s: read %r, which nobody wrote" % (kind, value))
                     return
 
-        threads = [threading.Thread(target=writer) for _ in range(THREADS // 2)]
-        threads += [threading.Thread(target=reader) for _ in range(THREADS // 2)]
+        threads = [threading.Thread(target=writer, args=(sl, stop)) for _ in range(THREADS // 2)]
+        threads += [threading.Thread(target=reader, args=(sl,)) for _ in range(THREADS // 2)]
         for thread in threads:
             thread.start()
         for thread in threads[THREADS // 2:]:
@@ -212,7 +237,7 @@ def torn_case(kind, rounds):
 def cases():
     """Every case id: 'close|CALL|CLOSER', 'total|KIND', 'torn|KIND'."""
     ids = ["close|%s|%s" % (call, closer) for call in CALLS for closer in CLOSERS]
-    ids += ["total|%s" % kind for kind in ("fetch_add", "cell", "add_at", "lock")]
+    ids += ["total|%s" % kind for kind in ("fetch_add", "cell", "add_at", "lock", "iterator")]
     ids += ["torn|str", "torn|bytes"]
     return ids
 
