@@ -285,12 +285,19 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
         segment now.
         """
         # (getattr: close() also runs from __del__ of a half-made handle)
-        if getattr(self, "_tracker_pid", None) != os.getpid() or not self._track:
+        if not getattr(self, "_track", False):
             return
         try:
-            still_ours = _identity(os.stat(_segment_path(self.name))) == self._identity
-        except OSError:
-            still_ours = False
+            if self._tracker_pid != os.getpid():
+                return
+            try:
+                still_ours = _identity(os.stat(_segment_path(self.name))) == self._identity
+            except OSError:
+                still_ours = False
+        except (AttributeError, TypeError):
+            # __del__ during interpreter teardown, this module's globals gone:
+            # the atexit hook below has done this already.
+            return
         if not still_ours:
             self._untrack(gone=True)    # whether or not the unlinker reached our tracker
 
