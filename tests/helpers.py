@@ -1,6 +1,7 @@
 """Helpers shared by the tests (imported explicitly: `from helpers import ...`)."""
 import multiprocessing
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -41,8 +42,17 @@ def assert_no_new_segments(before, grace=1.0):
     while new and time.monotonic() < deadline:
         time.sleep(0.05)
         new &= segment_names()          # the same segment, there all along
+    new = {name for name in new if _is_regular_file(os.path.join(SHM_DIR, name))}
     new -= mapped_by_other_processes(new)
     assert not new, "shared memory segments were left behind: %s" % sorted(new)
+
+
+def _is_regular_file(path):
+    """A segment is one; another program's link, FIFO or folder is not."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def mapped_by_other_processes(names):
