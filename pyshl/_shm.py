@@ -296,7 +296,7 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
                 still_ours = False
         except (AttributeError, TypeError):
             # __del__ during interpreter teardown, this module's globals gone:
-            # the atexit hook below has done this already.
+            # the atexit hook (_forget_gone_segments) has done this already.
             return
         if not still_ours:
             self._untrack(gone=True)    # whether or not the unlinker reached our tracker
