@@ -74,11 +74,13 @@ cdef class ShareableList:
         if not PyLong_CheckExact(index) and PySlice_Check(index):
             return _get_slice(self, index)
         cdef Py_ssize_t k = _position(self, index, "index out of range")
-        cdef pyshl_region* r = _enter(self)
-        try:
-            return _read(self, k)
-        finally:
-            region_leave(r)
+        cdef int64_t raw
+        cdef int kind = _read_number_brief(self, k, &raw)
+        if kind == KIND_INT:
+            return PyLong_FromLongLong(raw)
+        if kind == KIND_FLOAT:
+            return PyFloat_FromDouble(i64_as_double(raw))
+        return _read_entering(self, k)
 
     def __setitem__(self, index, value):
         cdef Packed packed
@@ -90,11 +92,8 @@ cdef class ShareableList:
             value = _normalise(value)
             _pack_exact(value, &packed)
         k = _position(self, index, "assignment index out of range")
-        cdef pyshl_region* r = _enter_writable(self)
-        try:
-            _write(self, k, &packed)
-        finally:
-            region_leave(r)
+        if not _write_number_brief(self, k, &packed):
+            _write_entering(self, k, &packed)
 
     def __delitem__(self, index):
         raise TypeError("ShareableList items cannot be deleted: its length is fixed")

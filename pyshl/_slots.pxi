@@ -205,6 +205,32 @@ cdef str _describe(ShareableList sl, Py_ssize_t k):
 # could call back into the list and wait for the lock forever.
 
 
+cdef inline int _read_number_brief(ShareableList sl, Py_ssize_t k, int64_t* raw) noexcept:
+    """Item k's 8 bytes and kind (KIND_INT or KIND_FLOAT) if the list is open and
+    the item an int or a float, else -1.  The mapping is entered and left
+    briefly (with the GIL only a check: no Python code runs before the load),
+    which spares __getitem__ the full enter, leave and `finally`."""
+    cdef uint64_t word
+    cdef int code
+    cdef int kind = -1
+    cdef pyshl_region* r = &sl._map.region
+    if not region_enter_brief(r):
+        return -1
+    cdef uint64_t ticket = read_ticket(r)
+    cdef char* p = slot8(&sl._layout, k, &word, &code)
+    if p != NULL and code == CODE_NUMBER:
+        if word == KIND_FORMAT[KIND_INT]:
+            kind = KIND_INT
+        elif word == KIND_FORMAT[KIND_FLOAT]:
+            kind = KIND_FLOAT
+        if kind != -1:
+            raw[0] = load_i64(p)
+            if read_overlapped(r, ticket):
+                kind = -1
+    region_leave_brief(r)
+    return kind
+
+
 cdef inline object _read(ShareableList sl, Py_ssize_t k):
     """Item k as a Python object."""
     # Fast path: an int or float slot, validated in a few compares.
@@ -224,6 +250,16 @@ cdef inline object _read(ShareableList sl, Py_ssize_t k):
             if not read_overlapped(r, ticket):
                 return PyFloat_FromDouble(i64_as_double(raw))
     return _read_slot(sl, k)
+
+
+cdef object _read_entering(ShareableList sl, Py_ssize_t k):
+    """_read() with the mapping entered and left (a function of its own so
+    that its `finally` costs nothing on __getitem__'s fast path)."""
+    cdef pyshl_region* r = _enter(sl)
+    try:
+        return _read(sl, k)
+    finally:
+        region_leave(r)
 
 
 cdef object _read_slot(ShareableList sl, Py_ssize_t k):
@@ -292,6 +328,37 @@ cdef inline int _write(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
             return 0
         items_unlock(r)
     return _write_slot(sl, k, v)
+
+
+cdef inline bint _write_number_brief(ShareableList sl, Py_ssize_t k, Packed* v) noexcept:
+    """_write()'s fast path for __setitem__, the mapping entered and left
+    briefly (see _read_number_brief): True if the list was open and writable
+    and slot k already of the value's kind, and the value is written."""
+    cdef uint64_t word
+    cdef int code
+    cdef char* p
+    cdef bint done = False
+    cdef pyshl_region* r = &sl._map.region
+    if v.kind > KIND_NONE or sl._map.readonly or not region_enter_brief(r):
+        return False
+    items_lock(r)
+    p = slot8(&sl._layout, k, &word, &code)
+    if p != NULL and word == KIND_FORMAT[v.kind] and code == KIND_CODE[v.kind]:
+        store_i64(p, v.raw)
+        done = True
+    items_unlock(r)
+    region_leave_brief(r)
+    return done
+
+
+cdef int _write_entering(ShareableList sl, Py_ssize_t k, Packed* v) except -1:
+    """_write() with the mapping entered and left (see _read_entering)."""
+    cdef pyshl_region* r = _enter_writable(sl)
+    try:
+        _write(sl, k, v)
+    finally:
+        region_leave(r)
+    return 0
 
 
 # Why a value cannot go into a slot (beside _decode()'s problems).
