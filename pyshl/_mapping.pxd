@@ -32,3 +32,5 @@ cdef class Mapping:
     cdef pyshl_region region       # where it is mapped, and who is using it
     cdef readonly bint readonly    # mapped PROT_READ: exports are read-only buffers
     cdef readonly object name      # the segment's name (None for an anonymous mapping)
+    cdef readonly object identity  # (st_dev, st_ino) of the file mapped: which segment it is
+    cdef readonly Py_ssize_t first_hole   # the offset of the first unwritten page, else the size

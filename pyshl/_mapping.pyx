@@ -5,15 +5,23 @@ cimport cython
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.exc cimport PyErr_SetFromErrno
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap
+from posix.stat cimport fstat, struct_stat
+from posix.types cimport off_t
+from posix.unistd cimport lseek
+
+
+cdef extern from "<unistd.h>":
+    const int SEEK_HOLE      # Linux 3.1+, macOS, FreeBSD (Python.h asks for _GNU_SOURCE)
 
 
 cdef class Mapping:
     """A shared mapping of a whole segment, unmapped when the last user goes.
 
-    ``Mapping(fd, size, readonly=False, name=None)`` maps the first ``size``
-    bytes of ``fd``, which may be closed afterwards; ``name`` is the segment's
-    (arrays over it pickle as a reference to it).  ``Mapping()`` is a closed
-    placeholder.
+    ``Mapping(fd, size, readonly=False, name=None, reserved=False)`` maps the
+    first ``size`` bytes of ``fd``, which may be closed afterwards; ``name`` is
+    the segment's (arrays over it pickle as a reference to it); ``reserved``
+    says the caller just reserved every page (see ``first_hole``).
+    ``Mapping()`` is a closed placeholder.
 
     Users are the calls touching the memory (see _region.h) and the Exports
     that every buffer of it (memoryviews, NumPy arrays) is made over, so
@@ -23,14 +31,28 @@ cdef class Mapping:
     not a user, as an array's owner.
     """
 
-    def __cinit__(self, int fd=-1, Py_ssize_t size=0, bint readonly=False, name=None):
+    def __cinit__(self, int fd=-1, Py_ssize_t size=0, bint readonly=False, name=None,
+                  bint reserved=False):
         region_init(&self.region, NULL, 0)
         self.readonly = readonly
         self.name = name
+        self.first_hole = 0
         if fd < 0:
             return  # the closed placeholder
         if size <= 0:
             raise ValueError("cannot map an empty shared memory segment")
+        cdef struct_stat status
+        if fstat(fd, &status) != 0:
+            PyErr_SetFromErrno(OSError)
+        self.identity = (status.st_dev, status.st_ino)
+        # Where the pages that were never written begin.  Reading one on
+        # tmpfs allocates it (SIGBUS when /dev/shm is full), so readers of
+        # untrusted segments must not touch anything from there on.  A creator
+        # that `reserved` every page (posix_fallocate) has none to fear, though
+        # the system counts them as holes until written; where the system
+        # cannot tell, every byte counts as written.
+        cdef off_t hole = size if reserved else lseek(fd, 0, SEEK_HOLE)
+        self.first_hole = size if hole < 0 or hole > size else <Py_ssize_t>hole
         cdef int prot = PROT_READ if readonly else PROT_READ | PROT_WRITE
         cdef void* p = mmap(NULL, <size_t>size, prot, MAP_SHARED, fd, 0)
         if p == MAP_FAILED:

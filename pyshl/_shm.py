@@ -209,7 +209,7 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
                     os.ftruncate(fd, size)
             status = os.fstat(fd)
             size = status.st_size
-            mapping = Mapping(fd, size, readonly, name)
+            mapping = Mapping(fd, size, readonly, name, reserved=create)
         except BaseException:
             os.close(fd)
             if create:
