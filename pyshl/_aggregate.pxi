@@ -138,12 +138,18 @@ cdef int _add_combined(ShareableList sl, Batch* b, int64_t lo, int64_t span) exc
     cdef Py_ssize_t bad
     cdef int64_t low, high
     cdef Py_ssize_t skipped = 0, first_skipped = -1
+    cdef int64_t t
     try:
         if b.int_deltas:
             pos = <int64_t*>PyMem_Calloc(span, sizeof(int64_t))
             neg = <int64_t*>PyMem_Calloc(span, sizeof(int64_t))
         else:
-            sums = <double*>PyMem_Calloc(span, sizeof(double))
+            sums = <double*>PyMem_Malloc(span * sizeof(double))
+            if sums != NULL:
+                # -0.0, the identity of IEEE addition: a sum starting at +0.0
+                # would turn an item's -0.0 into +0.0.
+                for t in range(span):
+                    sums[t] = -0.0
         if flags == NULL or (b.int_deltas and (pos == NULL or neg == NULL)) \
                 or (not b.int_deltas and sums == NULL):
             raise MemoryError()

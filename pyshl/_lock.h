@@ -102,10 +102,14 @@ static inline void pyshl_pause(void) {
 /* Acquire, waiting up to `timeout` seconds (< 0: forever; 0: do not wait).
    Returns 1 if taken, 2 if taken over from a holder that died, 0 on
    timeout, -1 if this thread holds it already and would wait forever, -2
-   once `region` (entered by the caller) is closed.  Call it without the GIL. */
+   once `region` (entered by the caller) is closed, 3 after `slice` seconds
+   without it (before the timeout): the caller runs signal handlers (Ctrl-C)
+   and calls again.  Call it without the GIL. */
 static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout,
-                              const pyshl_region *region) {
-    double deadline = timeout < 0 ? 0 : pyshl_now() + timeout, left;
+                              const pyshl_region *region, double slice) {
+    double start = pyshl_now();
+    double deadline = timeout < 0 ? 0 : start + timeout, left;
+    double slice_end = start + slice;
     uint32_t cur;
     struct timespec wait;
     long long ns;
@@ -144,6 +148,11 @@ static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout,
             if (left * 1e9 < ns)
                 ns = (long long)(left * 1e9) + 1;
         }
+        left = slice_end - pyshl_now();
+        if (left <= 0)
+            return 3;
+        if (left * 1e9 < ns)
+            ns = (long long)(left * 1e9) + 1;
         if (!(cur & PYSHL_LOCK_WAITERS)) {
             if (!__atomic_compare_exchange_n(word, &cur, cur | PYSHL_LOCK_WAITERS, 0,
                                              __ATOMIC_RELAXED, __ATOMIC_RELAXED))

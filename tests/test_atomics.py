@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+import pyshl
 from helpers import run_processes, run_python
 
 WORKERS = 4
@@ -352,3 +353,51 @@ def test_int_fast_paths_fall_back_for_everything_else(make):
     assert not sl.compare_exchange(0, 2**64, 1) and sl[0] == 2**63 - 1
     sl.store(-3, 7)
     assert sl.load(-3) == 7 and sl.load(np.int64(0)) == 7
+
+
+def test_add_at_into_floats_matches_numpy_where_the_readme_says(make):
+    # Zeros keep their sign as NumPy's do: -0.0 is the identity of addition.
+    starts = [-0.0, -0.0, 0.0, -0.0, -0.0]
+    sl = make(list(starts))
+    cases = [([0], -0.0), ([1, 1], [-0.0, -0.0]), ([2], [-0.0]), ([3], [0.0]),
+             ([4, 4], [1.0, -1.0])]
+    expected = np.array(starts)
+    for indices, deltas in cases:
+        sl.add_at(indices, deltas)
+        np.add.at(expected, indices, deltas)
+    assert [math.copysign(1.0, v) for v in sl.tolist()] == list(np.copysign(1.0, expected))
+    # Every running total exactly representable: the same result, whatever the order.
+    rng = np.random.default_rng(1)
+    indices = rng.integers(0, 5, 5000)
+    deltas = rng.integers(-2 ** 40, 2 ** 40, 5000).astype(np.float64) / 8
+    expected = np.zeros(5)
+    np.add.at(expected, indices, deltas)
+    sums = make([0.0] * 5)
+    sums.add_at(indices, deltas)
+    assert sums.tolist() == expected.tolist()
+    # Beyond that, a target's int deltas are summed exactly and rounded once,
+    # where np.add.at rounds at each add (the README says so).
+    big = make([0.0])
+    big.add_at([0, 0, 0], [2 ** 53, 1, 1])
+    expected = np.zeros(1)
+    np.add.at(expected, [0, 0, 0], [2 ** 53, 1, 1])
+    assert big[0] == 2.0 ** 53 + 2 and expected[0] == 2.0 ** 53
+
+
+@pytest.mark.parametrize("state", ["closed", "readonly"])
+def test_add_at_of_nothing_still_checks_the_list(make, state):
+    sl = make([0, 1.5])
+    if state == "closed":
+        target = sl
+        sl.close()
+        error, match = ValueError, "closed"
+    else:
+        target = pyshl.ShareableList(name=sl.shm.name, readonly=True)
+        error, match = TypeError, "readonly"
+    try:
+        for indices, deltas in [([], 1), (np.array([], dtype=np.int64), []), ([], [])]:
+            with pytest.raises(error, match=match):
+                target.add_at(indices, deltas)
+    finally:
+        if target is not sl:
+            target.shm.close()

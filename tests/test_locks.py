@@ -4,6 +4,8 @@ import multiprocessing
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -225,3 +227,125 @@ def test_a_held_lock_is_its_own_item_and_no_other(make):
         assert sl[1] & 0x3FFFFFFF == threading.get_native_id()
         assert sl[0] == sl[2] == 0      # the neighbours are untouched
     assert sl.tolist() == [0, 0, 0]
+
+
+def test_bad_timeouts_raise_as_threading_lock_does(make):
+    lock = make([0]).lock(0)
+    for timeout, error in [(float("nan"), ValueError), (float("inf"), OverflowError),
+                           (1e300, OverflowError), (2.0 ** 63, OverflowError)]:
+        with pytest.raises(error):
+            threading.Lock().acquire(timeout=timeout)
+        with pytest.raises(error):
+            lock.acquire(timeout=timeout)
+        assert not lock.locked()
+    lock.acquire()
+    with pytest.raises(ValueError, match="NaN"):     # before: waited forever, no deadlock check
+        lock.acquire(timeout=float("nan"))
+    lock.release()
+    assert lock.acquire(timeout=threading.TIMEOUT_MAX)      # the largest allowed
+    lock.release()
+
+
+CTRL_C_CHILD = """
+import sys, threading, time
+import pyshl
+sl = pyshl.ShareableList([0])
+lock = sl.lock(0)
+held, done = threading.Event(), threading.Event()
+def hold():
+    with lock:
+        held.set()
+        done.wait(60)
+holder = threading.Thread(target=hold)
+holder.start()
+held.wait(60)
+try:
+    print("waiting", flush=True)
+    lock.acquire()
+    print("acquired")
+except KeyboardInterrupt:
+    print("interrupted")
+    try:
+        lock.release()
+    except RuntimeError:
+        print("not held by the interrupted thread")
+    print("holder still holds" if lock.locked() else "nobody holds")
+finally:
+    done.set()
+    holder.join()
+    sl.shm.close()
+    sl.unlink()
+"""
+
+
+def test_ctrl_c_interrupts_a_blocked_acquire():
+    child = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert child.stdout.readline() == "waiting\n"
+        time.sleep(0.3)                      # well into the wait
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert out.splitlines() == ["interrupted", "not held by the interrupted thread",
+                                "holder still holds"]
+
+
+@pytest.mark.parametrize("close", ["list", "shm"])
+def test_closing_a_list_while_holding_its_lock_does_not_wedge_it(make, close):
+    sl = make([0, 7])
+    lock = sl.lock(0)
+    lock.acquire()
+    sl.close() if close == "list" else sl.shm.close()
+    with pytest.raises(ValueError, match="closed"):
+        sl[1]
+    lock.release()                   # before: ValueError, and the item held for ever
+    other = pyshl.ShareableList(name=sl.shm.name)
+    try:
+        assert other.lock(0).acquire(timeout=5)
+        other.lock(0).release()
+        assert other[0] == 0 and other[1] == 7
+    finally:
+        other.shm.close()
+    with pytest.raises(ValueError, match="closed"):
+        lock.acquire()
+    with pytest.raises(ValueError, match="closed"):
+        lock.release()               # nothing held through it now
+
+
+def test_a_closed_lists_lock_is_released_by_the_lock_object_that_took_it(make):
+    sl = make([0])
+    taker, other = sl.lock(0), sl.lock(0)
+    with taker:
+        sl.close()
+        with pytest.raises(ValueError, match="closed"):
+            other.release()          # no hold of its own to keep the memory mapped
+    again = pyshl.ShareableList(name=sl.shm.name)
+    assert not again.lock(0).locked()
+    again.shm.close()
+
+
+def test_a_waiter_raises_once_its_list_is_closed(make):
+    sl = make([0])
+    other = pyshl.ShareableList(name=sl.shm.name)
+    outcome = []
+
+    def wait():
+        try:
+            outcome.append(other.lock(0).acquire(timeout=30))
+        except ValueError as exc:
+            outcome.append(str(exc))
+
+    with sl.lock(0):
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.2)
+        other.close()
+        waiter.join(30)
+    assert outcome == ["operation on a closed ShareableList"]
+    assert not sl.lock(0).locked()
+    other.shm.close()
