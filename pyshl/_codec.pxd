@@ -3,10 +3,10 @@
 from libc.stdint cimport int64_t, uint64_t
 
 from pyshl._mapping cimport (
-    Mapping, exchange_long, guess_load, guess_store, holds_add, holds_take, index_load,
-    index_take, items_lock, items_unlock, pyshl_region, read_overlapped, read_ticket,
-    region_close, region_closed, region_enter, region_enter_brief, region_join, region_leave,
-    region_leave_brief, region_setup, write_begin, write_end)
+    Mapping, exchange_long, guess_load, guess_store, index_load, index_take, items_lock,
+    items_unlock, pyshl_region, read_overlapped, read_ticket, region_close, region_closed,
+    region_enter, region_enter_brief, region_leave, region_leave_brief, region_setup,
+    write_begin, write_end)
 
 
 cdef extern from "Python.h":
@@ -68,4 +68,5 @@ cdef class ShareableList:
     cdef long _creator_pid        # the pid that created the segment; 0 when attached
     cdef long _bound              # __init__ has begun: a second call is refused
     cdef int64_t _seen[64]        # fetch_add's guesses: what item k held, at k % 64
+    cdef long _claims             # its file's serial among lock claims (_claims.h), 0: none
     cdef object __weakref__

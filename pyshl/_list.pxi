@@ -48,6 +48,10 @@ cdef class ShareableList:
     def __cinit__(self, *args, **kwargs):
         self._map = _CLOSED
 
+    def __dealloc__(self):
+        if self._claims:
+            claims_unregister(self._claims)    # its file's lock claims, with the last list
+
     def __init__(self, sequence=None, *, name=None, track=None, readonly=False):
         if exchange_long(&self._bound, 1):
             raise RuntimeError("this ShareableList is already bound to segment %r: make a "

@@ -16,11 +16,12 @@
 #include <linux/futex.h>
 
 #include "_region.h"
+#include "_claims.h"
 
-/* The item holds 0 when the lock is free, else the holder's thread id (unique
-   across processes on Linux), with PYSHL_LOCK_WAITERS set once someone waits,
-   so that release() knows to wake one.  It all lives in the item's low 32 bits
-   (thread ids are below 2**22), the futex word. */
+/* The item holds 0 when the lock is free, else the holder's claim id (see
+   _claims.h: it names a thread in any PID namespace), with PYSHL_LOCK_WAITERS
+   set once someone waits, so that release() knows to wake one.  It all lives
+   in the item's low 32 bits, the futex word. */
 #define PYSHL_LOCK_WAITERS 0x40000000u
 #define PYSHL_LOCK_HOLDER 0x3fffffffu
 
@@ -35,44 +36,6 @@ static inline uint32_t *pyshl_lock_word(char *slot) {
 #endif
 }
 
-/* This thread's id, cached (a forked child gets its own: the cache is
-   cleared in the child). */
-static __thread uint32_t pyshl_cached_tid;
-
-static void pyshl_forget_tid(void) { pyshl_cached_tid = 0; }
-
-static inline uint32_t pyshl_tid(void) {
-    static int registered;
-    if (!pyshl_cached_tid) {
-        if (!__atomic_exchange_n(&registered, 1, __ATOMIC_RELAXED))
-            pthread_atfork(NULL, NULL, pyshl_forget_tid);
-        pyshl_cached_tid = (uint32_t)syscall(SYS_gettid);
-    }
-    return pyshl_cached_tid;
-}
-
-/* Does thread `tid` still run?  kill(tid, 0) reaches any thread id (EPERM:
-   it lives, as another user); a zombie -- killed, not yet reaped by its parent
-   -- still has its id, so its state is read too. */
-static int pyshl_thread_alive(uint32_t tid) {
-    char path[64], stat[512], *close_paren;
-    ssize_t got;
-    int fd;
-    if (kill((pid_t)tid, 0) != 0 && errno != EPERM)
-        return 0;
-    snprintf(path, sizeof path, "/proc/%u/stat", tid);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return 1;                  /* no /proc to ask: trust kill() */
-    got = read(fd, stat, sizeof stat - 1);
-    close(fd);
-    if (got <= 0)
-        return 1;
-    stat[got] = 0;
-    close_paren = strrchr(stat, ')');     /* "tid (name) S ...": the name may hold ')' */
-    return !(close_paren && close_paren[1] == ' ' && (close_paren[2] == 'Z'
-                                                      || close_paren[2] == 'X'));
-}
-
 static inline double pyshl_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -85,9 +48,9 @@ static inline uint32_t pyshl_lock_holder(uint32_t *word) {
 }
 
 /* Try once: 1 if taken, 0 if not. */
-static inline int pyshl_lock_try(uint32_t *word, uint32_t tid) {
+static inline int pyshl_lock_try(uint32_t *word, uint32_t id) {
     uint32_t expected = 0;
-    return __atomic_compare_exchange_n(word, &expected, tid, 0, __ATOMIC_ACQUIRE,
+    return __atomic_compare_exchange_n(word, &expected, id, 0, __ATOMIC_ACQUIRE,
                                        __ATOMIC_RELAXED);
 }
 
@@ -99,13 +62,14 @@ static inline void pyshl_pause(void) {
 #endif
 }
 
-/* Acquire, waiting up to `timeout` seconds (< 0: forever; 0: do not wait).
+/* Acquire as claim `id` (whose descriptor is `fd`), waiting up to `timeout`
+   seconds (< 0: forever; 0: do not wait).
    Returns 1 if taken, 2 if taken over from a holder that died, 0 on
    timeout, -1 if this thread holds it already and would wait forever, -2
    once `region` (entered by the caller) is closed, 3 after `slice` seconds
    without it (before the timeout): the caller runs signal handlers (Ctrl-C)
    and calls again.  Call it without the GIL. */
-static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout,
+static int pyshl_lock_acquire(uint32_t *word, uint32_t id, int fd, double timeout,
                               const pyshl_region *region, double slice) {
     double start = pyshl_now();
     double deadline = timeout < 0 ? 0 : start + timeout, left;
@@ -116,7 +80,7 @@ static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout,
     int spin;
     for (spin = 0; timeout != 0 && spin < 100; spin++) {     /* a short spin first */
         cur = __atomic_load_n(word, __ATOMIC_RELAXED);
-        if (cur == 0 && pyshl_lock_try(word, tid))
+        if (cur == 0 && pyshl_lock_try(word, id))
             return 1;
         pyshl_pause();
     }
@@ -126,16 +90,16 @@ static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout,
         cur = __atomic_load_n(word, __ATOMIC_RELAXED);
         if (cur == 0) {
             /* Others may wait too: keep the flag, so that release wakes one. */
-            if (__atomic_compare_exchange_n(word, &cur, tid | PYSHL_LOCK_WAITERS, 0,
+            if (__atomic_compare_exchange_n(word, &cur, id | PYSHL_LOCK_WAITERS, 0,
                                             __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
                 return 1;
             continue;
         }
-        if ((cur & PYSHL_LOCK_HOLDER) == tid) {
+        if ((cur & PYSHL_LOCK_HOLDER) == id) {
             if (timeout < 0)
                 return -1;         /* (with a timeout, wait it out, as threading.Lock does) */
-        } else if (!pyshl_thread_alive(cur & PYSHL_LOCK_HOLDER)) {
-            if (__atomic_compare_exchange_n(word, &cur, tid | PYSHL_LOCK_WAITERS, 0,
+        } else if (!pyshl_claim_alive(fd, cur & PYSHL_LOCK_HOLDER)) {
+            if (__atomic_compare_exchange_n(word, &cur, id | PYSHL_LOCK_WAITERS, 0,
                                             __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
                 return 2;
             continue;
@@ -169,9 +133,9 @@ static int pyshl_lock_acquire(uint32_t *word, uint32_t tid, double timeout,
 }
 
 /* Release: 0, or -1 if this thread does not hold it (nothing changes). */
-static inline int pyshl_lock_release(uint32_t *word, uint32_t tid) {
+static inline int pyshl_lock_release(uint32_t *word, uint32_t id) {
     uint32_t cur = __atomic_load_n(word, __ATOMIC_RELAXED);
-    if ((cur & PYSHL_LOCK_HOLDER) != tid)
+    if ((cur & PYSHL_LOCK_HOLDER) != id)
         return -1;
     if (__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) & PYSHL_LOCK_WAITERS)
         syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);

@@ -3,18 +3,28 @@
 cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport uint32_t
+from posix.types cimport dev_t, ino_t
 
+import os
 import warnings
 
 cdef extern from "_lock.h":
+    int claims_setup "pyshl_claims_setup"() nogil
+    long claims_register "pyshl_claims_register"(dev_t dev, ino_t ino) nogil
+    void claims_unregister "pyshl_claims_unregister"(long serial) nogil
+    uint32_t claim_cached "pyshl_claim_cached"(long serial) nogil
+    uint32_t claim_lookup "pyshl_claim_lookup"(long serial, int* fd) nogil
+    long claim_take "pyshl_claim_take"(long serial, int fd) nogil
     uint32_t* lock_word "pyshl_lock_word"(char* slot) nogil
-    uint32_t current_tid "pyshl_tid"() nogil
     uint32_t lock_holder "pyshl_lock_holder"(uint32_t* word) nogil
-    int lock_try "pyshl_lock_try"(uint32_t* word, uint32_t tid) nogil
-    int lock_acquire "pyshl_lock_acquire"(uint32_t* word, uint32_t tid, double timeout,
+    int lock_try "pyshl_lock_try"(uint32_t* word, uint32_t id) nogil
+    int lock_acquire "pyshl_lock_acquire"(uint32_t* word, uint32_t id, int fd, double timeout,
                                           const pyshl_region* region, double slice) nogil
     double now "pyshl_now"() nogil
-    int lock_release "pyshl_lock_release"(uint32_t* word, uint32_t tid) nogil
+    int lock_release "pyshl_lock_release"(uint32_t* word, uint32_t id) nogil
+
+if claims_setup() != 0:
+    raise OSError("pyshl could not set up its lock claims (pthread_key_create)")
 
 # How long a waiter waits without the GIL before it runs signal handlers
 # (Ctrl-C), as threading.Lock's wait is interrupted at once.
@@ -37,80 +47,74 @@ cdef class Lock:
     lock is free and the holder's thread id while it is held, so the lock
     needs no other segment or semaphore: it attaches and pickles with its list,
     by name.  The API is ``threading.Lock``'s.  Waiters sleep in the kernel (a
-    futex on the item).  A waiter that finds the holder's thread gone takes the
-    lock over within about 0.1 s, sets ``recovered`` and warns with
+    futex on the item).  The holder is named by its claim id (_claims.h), which
+    means the same thread in every PID namespace; a waiter that finds the
+    holder's claim gone (its thread or process ended) takes the lock over
+    within about 0.1 s, sets ``recovered`` and warns with
     LockRecoveredWarning.  The item must not be written by other code.
 
-    A held lock keeps its list's memory mapped: closing the list while a
-    thread holds the lock leaves that thread able to release() it.
+    A Lock keeps its list's memory mapped while it exists (as a view of the
+    list does): a thread that holds it when the list is closed can still
+    release() it.
     """
     cdef readonly ShareableList list
     cdef readonly Py_ssize_t index
     cdef readonly bint recovered     # the last acquire took over from a dead holder
     # The item's slot (not its futex word: lock_word() finds that, once),
-    # checked when the lock was made, as Cell's: used only with the mapping
-    # entered.
+    # checked when the lock was made, as Cell's.  The Lock is a user of the
+    # list's mapping for its whole life (_user), so the slot stays mapped.
     cdef char* _slot
-    # Acquisitions through this object not yet released through it: each is
-    # a user of the list's mapping (region_join), dropped by its release()
-    # or, if released through another Lock object, when this one goes.
-    cdef Py_ssize_t _holds
+    cdef bint _user
 
     def __cinit__(self, ShareableList sl not None, index):
         self.index = _position(sl, index, "index out of range")
         self.list = sl
+        if sl._claims == 0:
+            _register_claims(sl)
         cdef pyshl_region* r = _enter(sl)
         try:
             self._slot = _lock_slot(self)     # an int item, or TypeError now
-        finally:
+        except BaseException:
             region_leave(r)
+            raise
+        self._user = True                     # left in __dealloc__
 
     def __dealloc__(self):
-        while holds_take(&self._holds):
+        if self._user:
             region_leave(&self.list._map.region)
 
-    cdef inline uint32_t* _word_now(self) noexcept:
-        """The fast paths' lock word, the mapping entered, if the list is open
-        and writable and the item still an int; else NULL, not entered.  The
-        caller leaves right after its access."""
+    cdef inline uint32_t* _word_if_int(self) noexcept:
+        """The fast paths' lock word if the item is still an int (checked as
+        Cell's are), else NULL.  Always mapped: the Lock is a user."""
         cdef ShareableList sl = self.list
         cdef Py_ssize_t k = self.index
-        cdef pyshl_region* r = &sl._map.region
-        if sl._map.readonly or not region_enter_brief(r):
-            return NULL
         if (load_u64(sl._layout.formats + 8 * k) != KIND_FORMAT[KIND_INT]
                 or load_code(sl._layout.codes + k) != CODE_NUMBER):
-            region_leave_brief(r)
             return NULL
         return lock_word(self._slot)
+
+    cdef inline bint _usable(self) noexcept:
+        """The list is open and writable: acquire() may take the fast path."""
+        return not self.list._map.readonly and not region_closed(&self.list._map.region)
 
     def acquire(self, blocking=True, timeout=-1):
         """Acquire the lock; with ``blocking`` or a ``timeout`` (seconds), wait
         for it.  Returns whether it was acquired."""
         cdef uint32_t* fast
-        cdef bint taken
-        if timeout is -1:                # (any blocking: a free lock is taken at once)
-            fast = self._word_now()
-            if fast != NULL:
-                taken = lock_try(fast, current_tid())
-                if taken:
-                    self._hold()
-                region_leave_brief(&self.list._map.region)
-                if taken:
-                    self.recovered = False
-                    return True
+        cdef uint32_t me = claim_cached(self.list._claims)
+        if timeout is -1 and me != 0 and self._usable():   # (a free lock is taken at once)
+            fast = self._word_if_int()
+            if fast != NULL and lock_try(fast, me):
+                self.recovered = False
+                return True
         return self._acquire(blocking, timeout)
-
-    cdef inline void _hold(self) noexcept:
-        """Count an acquisition just made (the mapping entered): see _holds."""
-        region_join(&self.list._map.region)
-        holds_add(&self._holds)
 
     cdef object _acquire(self, object blocking, object timeout):
         cdef double seconds = timeout
         cdef bint block = blocking
         cdef uint32_t* word
-        cdef uint32_t tid = current_tid()
+        cdef int fd
+        cdef uint32_t me
         cdef int taken
         cdef double deadline
         if seconds != seconds:
@@ -122,11 +126,11 @@ cdef class Lock:
         if seconds > TIMEOUT_MAX:
             raise OverflowError("timeout value is too large (threading.TIMEOUT_MAX is %.0f)"
                                 % TIMEOUT_MAX)
+        me = _claim(self.list, &fd)              # (Python code may run: before entering)
         cdef pyshl_region* r = _enter_writable(self.list)     # mapped while we wait
         try:
             word = _lock_word(self)
-            if lock_try(word, tid):
-                self._hold()
+            if lock_try(word, me):
                 self.recovered = False
                 return True
             if not block:
@@ -134,7 +138,7 @@ cdef class Lock:
             deadline = now() + seconds
             while True:
                 with nogil:
-                    taken = lock_acquire(word, tid, seconds, r, WAIT_SLICE)
+                    taken = lock_acquire(word, me, fd, seconds, r, WAIT_SLICE)
                 if taken != 3:
                     break
                 # Signal handlers run here; one that raises (KeyboardInterrupt)
@@ -142,12 +146,9 @@ cdef class Lock:
                 PyErr_CheckSignals()
                 if seconds >= 0:
                     seconds = max(deadline - now(), 0.0)
-            if taken > 0:
-                if region_closed(r):        # closed while we waited: not ours to take
-                    lock_release(word, tid)
-                    taken = -2
-                else:
-                    self._hold()
+            if taken > 0 and region_closed(r):    # closed while we waited: not ours
+                lock_release(word, me)
+                taken = -2
         finally:
             region_leave(r)
         if taken == -2:
@@ -166,45 +167,27 @@ cdef class Lock:
     def release(self):
         """Release the lock, which this thread must hold (RuntimeError otherwise).
         It works on a closed list too, through the Lock that acquired it."""
-        cdef uint32_t* fast = self._word_now()
-        cdef int released
-        cdef pyshl_region* r = &self.list._map.region
-        if fast != NULL:
-            released = lock_release(fast, current_tid())
-            region_leave_brief(r)
-            if released == 0:
-                if holds_take(&self._holds):
-                    region_leave(r)
+        cdef uint32_t me = claim_cached(self.list._claims)
+        cdef uint32_t* fast
+        if me != 0:
+            fast = self._word_if_int()
+            if fast != NULL and lock_release(fast, me) == 0:
                 return
         self._release_slow()
 
     cdef int _release_slow(self) except -1:
-        cdef pyshl_region* r = &self.list._map.region
-        cdef int released = -1
-        cdef bint entered = region_enter(r)
-        cdef bint borrowed = False
-        if not entered:
-            # Closed: one of this object's holds keeps the memory mapped.
-            borrowed = holds_take(&self._holds)
-            if not borrowed:
-                raise _closed_error()
-        elif self.list._map.readonly:
-            region_leave(r)
-            _enter_writable(self.list)          # its TypeError
-        try:
-            released = lock_release(_lock_word(self), current_tid())
-        finally:
-            if released == 0:
-                if borrowed or holds_take(&self._holds):
-                    region_leave(r)             # the hold of the acquisition released
-            elif borrowed:
-                holds_add(&self._holds)         # not ours to release: give it back
-            if entered:
-                region_leave(r)
-        if released < 0:
-            raise RuntimeError("release of the lock on item %d, which this thread does "
-                               "not hold" % self.index)
-        return 0
+        cdef ShareableList sl = self.list
+        cdef int fd
+        cdef uint32_t me = claim_lookup(sl._claims, &fd)   # 0: never locked here
+        if sl._map.readonly:
+            _enter_writable(sl)                 # its ValueError or TypeError
+        cdef uint32_t* word = _lock_word(self)  # (mapped: the Lock is a user)
+        if me != 0 and lock_release(word, me) == 0:
+            return 0                            # closed or not: the holder may release
+        if region_closed(&sl._map.region):
+            raise _closed_error()
+        raise RuntimeError("release of the lock on item %d, which this thread does "
+                           "not hold" % self.index)
 
     def locked(self):
         """Whether some thread, in any process, holds the lock."""
@@ -215,33 +198,33 @@ cdef class Lock:
             region_leave(r)
 
     def __enter__(self):
-        cdef uint32_t* fast = self._word_now()
-        cdef bint taken = False
-        if fast != NULL:
-            taken = lock_try(fast, current_tid())
-            if taken:
-                self._hold()
-            region_leave_brief(&self.list._map.region)
-        if taken:
-            self.recovered = False
-        else:
-            self._acquire(True, -1)
+        cdef uint32_t me = claim_cached(self.list._claims)
+        cdef uint32_t* fast
+        if me != 0 and self._usable():
+            fast = self._word_if_int()
+            if fast != NULL and lock_try(fast, me):
+                self.recovered = False
+                return self
+        self._acquire(True, -1)
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        cdef uint32_t* fast = self._word_now()
-        cdef int released = -1
-        cdef pyshl_region* r = &self.list._map.region
-        if fast != NULL:
-            released = lock_release(fast, current_tid())
-            region_leave_brief(r)
-        if released != 0:
-            self._release_slow()
-        elif holds_take(&self._holds):
-            region_leave(r)
+        cdef uint32_t me = claim_cached(self.list._claims)
+        cdef uint32_t* fast
+        if me != 0:
+            fast = self._word_if_int()
+            if fast != NULL and lock_release(fast, me) == 0:
+                return
+        self._release_slow()
 
     def __reduce__(self):
         return Lock, (self.list, self.index)
+
+    def _claim_id(self):
+        """This thread's claim id on the list's file: what the item holds while
+        this thread holds the lock (made now if this thread has none)."""
+        cdef int fd
+        return _claim(self.list, &fd)
 
     def __repr__(self):
         name = self.list.shm.name if self.list.shm is not None else None
@@ -270,3 +253,40 @@ cdef char* _lock_slot(Lock lock) except NULL:
                             % (lock.index, _describe(lock.list, lock.index)))
         _atomic_slot(lock.list, lock.index, &p, "lock")   # misaligned: ValueError
     return p
+
+
+cdef int _register_claims(ShareableList sl) except -1:
+    """Count the list among its file's users of lock claims (once per list)."""
+    dev, ino = sl._map.identity
+    cdef long serial = claims_register(dev, ino)
+    if serial == 0:
+        raise MemoryError()
+    serial = exchange_long(&sl._claims, serial)
+    if serial != 0:
+        claims_unregister(serial)      # another thread registered it meanwhile
+    return 0
+
+
+cdef uint32_t _claim(ShareableList sl, int* fd) except 0:
+    """This thread's claim id on the list's file and its descriptor, the claim
+    made on this thread's first lock there: the file is opened by name and
+    must be the one mapped."""
+    cdef uint32_t me = claim_lookup(sl._claims, fd)
+    cdef long made
+    if me != 0:
+        return me
+    from pyshl._shm import _segment_path
+    name = sl.shm.name
+    opened = os.open(_segment_path(name), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+                     | os.O_NONBLOCK)
+    status = os.fstat(opened)
+    if (status.st_dev, status.st_ino) != sl._map.identity:
+        os.close(opened)
+        raise RuntimeError("the lock cannot name its holder: the segment %r was unlinked "
+                           "or replaced since this list attached to it, and a lock claims "
+                           "its file by name" % name)
+    made = claim_take(sl._claims, opened)       # keeps the descriptor, or closes it
+    if made < 0:
+        raise OSError(-made, "cannot claim a lock on segment %r: %s"
+                      % (name, os.strerror(-made)))
+    return claim_lookup(sl._claims, fd)

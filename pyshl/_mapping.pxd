@@ -26,9 +26,6 @@ cdef extern from "_region.h":
     long exchange_long "pyshl_exchange_long"(long* p, long v) nogil
     Py_ssize_t index_take "pyshl_index_take"(Py_ssize_t* p) nogil
     Py_ssize_t index_load "pyshl_index_load"(const Py_ssize_t* p) nogil
-    void region_join "pyshl_region_join"(pyshl_region* r) nogil
-    void holds_add "pyshl_holds_add"(Py_ssize_t* p) nogil
-    bint holds_take "pyshl_holds_take"(Py_ssize_t* p) nogil
 
 
 cdef class Mapping:

@@ -250,44 +250,6 @@ static inline Py_ssize_t pyshl_index_load(const Py_ssize_t *p) {
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-/* One more user, by a caller that is one already (so the mapping is live,
-   closed or not): a lock held past its acquire() keeps the memory mapped for
-   its release(). */
-static inline void pyshl_region_join(pyshl_region *r) {
-#ifdef Py_GIL_DISABLED
-    __atomic_fetch_add(&r->state, PYSHL_USER, __ATOMIC_RELAXED);
-#else
-    pyshl_state_store(r, pyshl_state_load(r) + PYSHL_USER);
-#endif
-}
-
-/* A count of such holds, which threads may race on (with the GIL plain
-   arithmetic: these run with it held). */
-static inline void pyshl_holds_add(Py_ssize_t *p) {
-#ifdef Py_GIL_DISABLED
-    __atomic_fetch_add(p, 1, __ATOMIC_RELAXED);
-#else
-    *p += 1;
-#endif
-}
-
-/* Take one hold if there is one: 1 if taken, else 0. */
-static inline int pyshl_holds_take(Py_ssize_t *p) {
-#ifdef Py_GIL_DISABLED
-    Py_ssize_t seen = __atomic_load_n(p, __ATOMIC_RELAXED);
-    while (seen > 0)
-        if (__atomic_compare_exchange_n(p, &seen, seen - 1, 1, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED))
-            return 1;
-    return 0;
-#else
-    if (*p <= 0)
-        return 0;
-    *p -= 1;
-    return 1;
-#endif
-}
-
 /* Exchange for a C field that threads may race on (a pid, a flag). */
 static inline long pyshl_exchange_long(long *p, long v) {
     return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL);

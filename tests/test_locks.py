@@ -71,7 +71,7 @@ def test_api_like_threading_lock(make):
     sl = make([0, 2.5, "text"])
     lock = sl.lock(0)
     assert not lock.locked() and lock.acquire() and lock.locked()
-    assert sl[0] == threading.get_native_id() if hasattr(threading, "get_native_id") else sl[0]
+    assert sl[0] == lock._claim_id() != 0        # the holder's claim id
     assert lock.acquire(False) is False and lock.acquire(timeout=0.01) is False
     with pytest.raises(RuntimeError, match="holds the lock"):
         lock.acquire()                   # would wait forever
@@ -219,12 +219,11 @@ def test_forked_children_do_not_hold_their_parents_lock(make):
     lock.release()
 
 
-@pytest.mark.skipif(not hasattr(threading, "get_native_id"), reason="Python 3.8+")
 def test_a_held_lock_is_its_own_item_and_no_other(make):
     sl = make([0, 0, 0])
     lock = sl.lock(1)
     with lock:
-        assert sl[1] & 0x3FFFFFFF == threading.get_native_id()
+        assert sl[1] & 0x3FFFFFFF == lock._claim_id() != 0
         assert sl[0] == sl[2] == 0      # the neighbours are untouched
     assert sl.tolist() == [0, 0, 0]
 
@@ -317,13 +316,16 @@ def test_closing_a_list_while_holding_its_lock_does_not_wedge_it(make, close):
         lock.release()               # nothing held through it now
 
 
-def test_a_closed_lists_lock_is_released_by_the_lock_object_that_took_it(make):
+def test_a_closed_lists_lock_is_released_by_its_holder_through_any_of_its_locks(make):
     sl = make([0])
     taker, other = sl.lock(0), sl.lock(0)
-    with taker:
-        sl.close()
-        with pytest.raises(ValueError, match="closed"):
-            other.release()          # no hold of its own to keep the memory mapped
+    taker.acquire()
+    sl.close()
+    with pytest.raises(ValueError, match="closed"):
+        other.acquire(timeout=1)
+    other.release()                  # the holder thread, through another Lock
+    with pytest.raises(ValueError, match="closed"):
+        taker.release()              # held no more
     again = pyshl.ShareableList(name=sl.shm.name)
     assert not again.lock(0).locked()
     again.shm.close()
@@ -349,3 +351,49 @@ def test_a_waiter_raises_once_its_list_is_closed(make):
     assert outcome == ["operation on a closed ShareableList"]
     assert not sl.lock(0).locked()
     other.shm.close()
+
+
+def test_a_thread_that_ends_holding_the_lock_is_taken_over(make):
+    sl = make([0])
+    lock = sl.lock(0)
+    holder = threading.Thread(target=lock.acquire)
+    holder.start()
+    holder.join()                    # ended holding it: its claim went with it
+    assert lock.locked()
+    with pytest.warns(LockRecoveredWarning):
+        assert lock.acquire(timeout=30)
+    assert lock.recovered
+    lock.release()
+
+
+FORKING_HOLDER = """
+import os, sys, time
+import pyshl
+sl = pyshl.ShareableList(name=sys.argv[1])
+sl.lock(0).acquire()
+child = os.fork()
+if child == 0:
+    time.sleep(600)          # lives on, holding the descriptors it inherited
+    os._exit(0)
+print(child, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_dead_holders_lock_is_recovered_while_its_forked_child_lives(make):
+    sl = make([0])
+    holder = subprocess.Popen([sys.executable, "-c", FORKING_HOLDER, sl.shm.name],
+                              stdout=subprocess.PIPE, universal_newlines=True)
+    child = int(holder.stdout.readline())
+    try:
+        lock = sl.lock(0)
+        assert lock.acquire(timeout=0.3) is False
+        holder.kill()
+        holder.wait(60)
+        with pytest.warns(LockRecoveredWarning):
+            assert lock.acquire(timeout=30)     # before the child closed them: never
+        lock.release()
+    finally:
+        os.kill(child, signal.SIGKILL)       # first: it holds the pipe open too
+        holder.kill()
+        holder.communicate()
