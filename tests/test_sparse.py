@@ -57,6 +57,10 @@ def sparse_segment():
         os.unlink(path)
 
 
+def pyshl_cli(*args):
+    return subprocess.run([sys.executable, "-m", "pyshl", *args], **CAPTURE, timeout=60)
+
+
 def allocated(name):
     return os.stat(os.path.join(SHM_DIR, name)).st_blocks
 
@@ -97,6 +101,13 @@ def test_a_hole_in_the_data_area_is_refused(sparse_segment):
         ShareableList(name=name)
     with pytest.raises(ValueError, match="sparse file"):
         ShareableList(name=name, readonly=True)
+    # The command line says so, in one line, and lists it as unreadable.
+    show = pyshl_cli("show", name)
+    assert show.returncode == 1 and show.stderr.count("\n") == 1, show.stderr
+    assert "cannot read %r: it has unwritten pages from offset 4096" % name in show.stderr
+    listed = pyshl_cli("ls").stdout
+    line = next(x for x in listed.splitlines() if x.startswith(name + " "))
+    assert "(unreadable)" in line and "sparse file" in line
     assert allocated(name) == before
 
 
@@ -183,13 +194,14 @@ print(json.dumps(report))
 def test_inspecting_sparse_segments_in_a_full_dev_shm_allocates_nothing(tmp_path):
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("a private tmpfs at /dev/shm needs root and unshare(1)")
+    private_shm = "mount --make-rprivate / && mount -t tmpfs -o size=16m tmpfs /dev/shm"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", private_shm], **CAPTURE, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a private tmpfs at /dev/shm: %s" % probe.stderr.strip()[-200:])
     script = tmp_path / "full_shm.py"
     script.write_text(FULL_SHM)
-    shell = ("mount --make-rprivate / && mount -t tmpfs -o size=16m tmpfs /dev/shm "
-             "&& exec %s %s" % (sys.executable, script))
+    shell = "%s && exec %s %s" % (private_shm, sys.executable, script)
     proc = subprocess.run(["unshare", "-m", "sh", "-c", shell], **CAPTURE, timeout=300)
-    if proc.returncode != 0 and ("unshare" in proc.stderr or "mount" in proc.stderr):
-        pytest.skip("cannot mount a private tmpfs at /dev/shm: %s" % proc.stderr.strip()[-200:])
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     for name, offset in (("psm_sparse_one", 4096), ("psm_sparse_many", 4096)):
