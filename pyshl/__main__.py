@@ -48,7 +48,8 @@ def cmd_ls(args):
     for e in entries:
         size = format(e["bytes"], ",") if "bytes" in e else "-"    # none for a symlink...
         if "error" in e:
-            items, types, why = "-", "(not a ShareableList)", e["error"]
+            items, types, why = "-", ("(unreadable)" if e.get("unreadable")
+                                      else "(not a ShareableList)"), e["error"]
         else:
             items, types, why = format(e["items"], ","), _segments.types_summary(e["types"]), ""
         rows.append((e["name"], items, size, types, e["owner"], _segments.age(e["age_seconds"]),
@@ -83,6 +84,8 @@ def _read(sl, k):
 def cmd_show(args):
     try:
         with _segments.inspected(args.name) as (entry, sl):
+            if entry.get("unreadable"):      # no permission, or a sparse file
+                return _fail("cannot read %r: %s" % (args.name, entry["error"]))
             if sl is None:
                 return _fail("%r is not a ShareableList: %s" % (args.name, entry["error"]))
             indexes = _shown_indexes(len(sl), args.limit)
@@ -189,7 +192,9 @@ def parser():
         description="List the segments in /dev/shm that hold a valid ShareableList "
                     "(pyshl's or the standard library's): name, items, bytes, the types of "
                     "the items, owner and age.  Segments are attached read-only, so this "
-                    "works for any user who may read them and never changes them.")
+                    "works for any user who may read them and never changes them.  Those "
+                    "this user may not open, and sparse ones (pages never written where "
+                    "the list says there is data, never read), are marked unreadable.")
     ls.add_argument("--all", action="store_true",
                     help="list every entry in /dev/shm, with why it is not a list "
                          "(other blocks, symlinks, directories, FIFOs)")

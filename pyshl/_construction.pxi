@@ -97,6 +97,7 @@ cdef int _create(ShareableList sl, object sequence, object name, object track) e
                                   name, track)
     cdef pyshl_region* r = _enter_new(sl, m)
     try:
+        _write_every_page(m)
         _fill(items, &sl._layout)
         _publish(sl, m)
     except BaseException:
@@ -117,6 +118,7 @@ cdef int _create_from_array(ShareableList sl, object array, object name,
     cdef pyshl_layout* layout = &sl._layout
     cdef pyshl_region* r = _enter_new(sl, m)
     try:
+        _write_every_page(m)
         for k in range(n + 1):
             store_i64(<char*>layout.offsets + 8 * k, 8 * k)
         for k in range(n):
@@ -147,6 +149,23 @@ cdef pyshl_region* _enter_new(ShareableList sl, Mapping m) except NULL:
         _discard(sl)
         raise _closed_error()
     return &m.region
+
+
+cdef enum:
+    SMALLEST_PAGE = 4096    # a store every this many bytes writes every page
+
+
+cdef void _write_every_page(Mapping m) noexcept:
+    """Store a zero into each page of a new (zeroed) segment, before it is filled.
+
+    Its pages are reserved but, on tmpfs, count as holes until written, and
+    attaching refuses a list with holes in its layout (see _bind): the
+    filling alone leaves the pages of empty str/bytes slots and of zero codes
+    unwritten.  The bytes stay the standard library's.
+    """
+    cdef Py_ssize_t offset
+    for offset in range(0, m.region.size, SMALLEST_PAGE):
+        m.region.addr[offset] = 0
 
 
 cdef Mapping _new_segment(ShareableList sl, Py_ssize_t n, int64_t data_size, object name,
@@ -213,22 +232,44 @@ cdef int _attach(ShareableList sl, object name, object track, bint readonly) exc
 
 
 cdef int _bind(ShareableList sl, object shm) except -1:
-    """Take an existing segment's geometry, validating its header against its size."""
+    """Take an existing segment's geometry, validating its header against its
+    size, and checking that every byte of its layout was written before
+    reading it (see _check_written)."""
     cdef Mapping m = shm._mmap
     cdef int64_t size = m.region.size, n, data_size
     if size < 16:
         raise ValueError("shared memory segment %r (%d bytes) is too small to be "
                          "a ShareableList" % (shm.name, size))
+    _check_written(shm, 16, True)
     n = load_seq_i64(m.region.addr)     # pairs with _publish(): then the rest is visible
     if n < 0 or n > (size - 16) // 17:
         raise ValueError("shared memory segment %r is not a valid ShareableList: "
                          "item count %d does not fit its %d bytes" % (shm.name, n, size))
+    _check_written(shm, 8 * (n + 2), False)    # the offsets, the data size last
     data_size = load_i64(m.region.addr + 8 + 8 * n)
     if data_size < 0 or data_size > size - 16 - 17 * n:
         raise ValueError("shared memory segment %r is not a valid ShareableList: "
                          "data area of %d bytes does not fit its %d bytes"
                          % (shm.name, data_size, size))
+    _check_written(shm, 8 * (n + 2) + data_size + 9 * n, False)    # data, formats, codes
     _set_geometry(sl, m, n, data_size)
+    return 0
+
+
+cdef int _check_written(object shm, int64_t end, bint header) except -1:
+    """Refuse a segment whose first `end` bytes (its header, or more of its
+    layout) have a page never written.
+
+    On tmpfs, reading such a page (a hole of a sparse file, made by
+    ftruncate alone) allocates it, and kills the reader with SIGBUS when
+    /dev/shm is full: a list must never be read past its first hole.
+    """
+    cdef Mapping m = shm._mmap
+    if end > m.first_hole:
+        raise ValueError("shared memory segment %r has unwritten pages from offset %d "
+                         "where %s (a sparse file): refusing to read it"
+                         % (shm.name, m.first_hole,
+                            "its header is" if header else "its layout says there is data"))
     return 0
 
 

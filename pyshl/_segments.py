@@ -2,7 +2,9 @@
 
 Inspecting only reads: entries are lstat'ed (symlinks are never followed, FIFOs
 never opened) and lists are attached read-only, so whoever may read a segment
-can inspect it, and inspecting can never change it.
+can inspect it, and inspecting can never change it.  Nothing is read past a
+segment's first unwritten page (the core checks), so inspecting never
+allocates one.
 """
 
 import contextlib
@@ -58,29 +60,41 @@ def other_kind(name):
 
 
 def _attach_list(name, size):
-    """(the list in segment `name` attached read-only, None), or (None, why it is not one)."""
+    """(the list in segment `name` attached read-only, None, False), or (None,
+    why it is not one, False), or (None, why it cannot be read, True) for a
+    segment that may hold a list but that this user may not open, or whose
+    layout has pages never written (a sparse file, which reading would fill)."""
     if size < 16:
-        return None, "%s bytes, too small for even an empty list (16)" % format(size, ",")
+        return None, "%s bytes, too small for even an empty list (16)" % format(size, ","), False
     try:
         sl = ShareableList(name=name, readonly=True)    # attaching never tracks or unlinks
     except FileNotFoundError:
         raise
+    except PermissionError:
+        return None, "permission denied (cannot open it read-only)", True
     except ValueError as exc:
+        message = str(exc)
+        if "(a sparse file)" in message:
+            # The core's "segment 'x' has unwritten pages from offset ...": before
+            # reading any byte there, so inspecting never allocates a page.
+            reason = "it has " + message.partition(" has ")[2].partition(": refusing")[0]
+            return None, reason, "where its layout says" in message
         # The core's reason, without its "segment 'x' is not a valid ShareableList: ".
-        return None, str(exc).partition("ShareableList: ")[2] or str(exc)
+        return None, message.partition("ShareableList: ")[2] or message, False
     except OSError as exc:
-        return None, "cannot open it read-only: %s" % (exc.strerror or exc)
-    # The core checked that the header fits the segment; a list's segment is also
-    # exactly this size, which tells a zero-filled block (0 items?) from an empty list.
+        return None, "cannot open it read-only: %s" % (exc.strerror or exc), False
+    # The core checked that the header fits the segment, and that its layout
+    # was written; a list's segment is also exactly this size, which tells a
+    # zero-filled block (0 items?) from an empty list.
     n = len(sl)
     data_size = struct.unpack_from("q", sl.shm.buf, 8 + 8 * n)[0]
     expected = 8 * (n + 2) + data_size + 9 * n
     if sl.shm.size == expected:
-        return sl, None
+        return sl, None, False
     reason = "%s bytes, but a list of %s items with a %s-byte data area is %s bytes" % tuple(
         format(v, ",") for v in (sl.shm.size, n, data_size, expected))
     sl.close()
-    return None, reason
+    return None, reason, False
 
 
 @contextlib.contextmanager
@@ -89,20 +103,23 @@ def inspected(name):
 
     The description is a dict: name, bytes (of a segment), owner, age_seconds,
     then items and types for a ShareableList, or "error" saying why it is not
-    one.  The list is attached read-only (None if it is not one) and closed
-    when the block ends.  Raises FileNotFoundError if there is no such entry.
+    one, with "unreadable": true when it may be one that cannot be read (no
+    permission, or a sparse file).  The list is attached read-only (None if
+    it is not one) and closed when the block ends.  Raises FileNotFoundError if there is no such entry.
     """
     path = _path(name)
     info = os.lstat(path)                # never follows a symlink
     entry = {"name": name, "bytes": info.st_size, "owner": _owner(info.st_uid),
              "age_seconds": max(0.0, time.time() - info.st_mtime)}
-    sl, reason = None, _other_kind(path, info)
+    sl, reason, unreadable = None, _other_kind(path, info), False
     if reason:
         del entry["bytes"]               # a symlink's or a directory's size means nothing here
     else:
-        sl, reason = _attach_list(name, info.st_size)
+        sl, reason, unreadable = _attach_list(name, info.st_size)
     if sl is None:
         entry["error"] = reason
+        if unreadable:
+            entry["unreadable"] = True
         yield entry, None
         return
     try:
@@ -119,14 +136,15 @@ def describe(name):
 
 
 def segments(include_all=False):
-    """Descriptions of the entries in /dev/shm: the ShareableLists, or all of them."""
+    """Descriptions of the entries in /dev/shm: the ShareableLists (and the
+    segments that may be ones but cannot be read), or all of them."""
     found = []
     for name in sorted(os.listdir(SHM_DIR)):
         try:
             entry = describe(name)
         except FileNotFoundError:
             continue   # gone meanwhile
-        if include_all or "error" not in entry:
+        if include_all or "error" not in entry or entry.get("unreadable"):
             found.append(entry)
     return found
 

@@ -2,6 +2,7 @@
 resource tracker glue.  Plain Python: none of it is on a hot path."""
 
 import atexit
+import functools
 import os
 import secrets
 import stat
@@ -242,6 +243,14 @@ class SharedMemory(_std_shared_memory.SharedMemory if _std_shared_memory is not 
     def readonly(self):
         """True if this handle was attached with readonly=True (mapped PROT_READ)."""
         return self._readonly
+
+    def __reduce__(self):
+        # Unpickled, it attaches (never tracked, so never unlinked) as this
+        # handle is: read-only if this one is.  The inherited reduction drops it.
+        args = (self.name, False, self.size)
+        if self._readonly:
+            return functools.partial(type(self), readonly=True), args
+        return type(self), args
 
     def close(self):
         """Close this handle; views of ``buf`` stay valid until they are dropped."""

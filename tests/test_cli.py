@@ -265,6 +265,29 @@ def test_ls_and_show_work_for_a_user_who_may_only_read(make):
     assert path.read_bytes() == before
 
 
+def test_another_users_private_list_is_unreadable_not_said_not_a_list(make):
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("running pyshl as another user needs root and setpriv")
+    sl = make([1, "two"])
+    path = Path(SHM_DIR, sl.shm.name)
+    os.chown(path, 4321, 4321)              # another user's, whom 65534 is not
+    os.chmod(path, 0o600)
+    proc = as_nobody("-m", "pyshl", "show", sl.shm.name)
+    if "No module named" in proc.stderr:
+        pytest.skip("user 65534 cannot import pyshl with %s" % sys.executable)
+    assert_one_line_failure(proc)
+    assert "cannot read %r: permission denied" % sl.shm.name in proc.stderr, proc.stderr
+    assert "not a ShareableList" not in proc.stderr
+    for args in ((), ("--all",)):
+        proc = as_nobody("-m", "pyshl", "ls", *args)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        line = next(x for x in proc.stdout.splitlines() if x.startswith(sl.shm.name))
+        assert "(unreadable)" in line and "permission denied" in line and "4321" in line
+    proc = as_nobody("-m", "pyshl", "ls", "--json")
+    entry = next(e for e in json.loads(proc.stdout) if e["name"] == sl.shm.name)
+    assert entry["unreadable"] is True and "permission denied" in entry["error"]
+
+
 def test_show_attaches_once_and_read_only(make):
     sl = make(list(range(40)))
     proc = run_python("""

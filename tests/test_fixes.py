@@ -1,12 +1,13 @@
 """Where pyshl deliberately differs from the standard library: its bug fixes."""
 import enum
 import os
+import pickle
 
 import numpy as np
 import pytest
 
 from helpers import assert_no_new_segments, needs_stdlib_list, run_python, segment_names
-from pyshl import ShareableList, UnsupportedTypeError
+from pyshl import ShareableList, SharedMemory, UnsupportedTypeError
 
 
 # 1. str slots are sized by UTF-8 bytes.
@@ -227,6 +228,24 @@ def test_attach_with_track_true_takes_ownership():
 
 
 # 7. No giant struct format caches.
+def test_a_pickled_shared_memory_attaches_as_it_was_read_only_or_not(make):
+    sl = make([1, 2])
+    for readonly in (True, False):
+        handle = SharedMemory(sl.shm.name, readonly=readonly)
+        again = pickle.loads(pickle.dumps(handle))
+        try:
+            assert again.readonly is readonly and again.buf.readonly is readonly
+            assert again.name == sl.shm.name and again.size == sl.shm.size
+            assert not again._track            # attaching never registers
+            if readonly:
+                with pytest.raises(TypeError):
+                    again.buf[0] = 1
+        finally:
+            again.close()
+            handle.close()
+    assert sl.tolist() == [1, 2]
+
+
 def test_million_item_construction_memory():
     proc = run_python("""
         import resource
