@@ -63,9 +63,11 @@ _NUMBER_FORMATS = (b"q", b"d", b"xxxxxxx?")
 
 
 def _list_slots(export, lo, hi):
-    """(a, b, format, start) if bytes [lo, hi) of the segment lie in slots of
-    items a..b-1 of the ShareableList it holds, 8-byte number slots of one
-    packing format starting at byte `start`; else None.
+    """(a, b, format, start) if bytes [lo, hi) of the segment lie in the
+    contiguous 8-byte slots of items a..b-1 of the ShareableList it holds,
+    which start at byte `start` and are number slots of one packing format;
+    None if they lie elsewhere.  Raises ValueError if those slots no longer
+    hold numbers of one kind: the window was made onto slots that changed.
 
     Reads O(log n) header entries, and only where the segment was written
     (reading a never-written page of tmpfs allocates it).  Unpickling checks
@@ -110,11 +112,15 @@ def _list_slots(export, lo, hi):
             return None
         formats = data + data_size
         packing = entry(formats + 8 * a, "8s").rstrip(b"\0")
-        if packing not in _NUMBER_FORMATS or (
-                entry(formats + 8 * (b - 1), "8s").rstrip(b"\0") != packing):
-            return None
+        last = entry(formats + 8 * (b - 1), "8s").rstrip(b"\0")
     except LookupError:
         return None
+    if packing not in _NUMBER_FORMATS or last != packing:
+        raise ValueError("items %d..%d of the ShareableList in shared memory segment %r, "
+                         "which this window is onto, are no longer numbers of one kind "
+                         "(item %d is packed as %r, item %d as %r)"
+                         % (a, b - 1, mapping.name, a, packing.decode(errors="replace"),
+                            b - 1, last.decode(errors="replace")))
     return a, b, packing.decode(), data + start
 
 
@@ -134,9 +140,12 @@ def _segment_window(array):
 
 def _check_same_segment(mapping, name, identity, size):
     """Raise unless `mapping` is of the segment a window was made onto."""
-    if mapping.identity != identity or len(mapping) != size:
+    if mapping.identity != identity:
         raise ValueError("shared memory segment %r was replaced since this window was "
                          "made (a new segment has its name)" % name)
+    if len(mapping) != size:
+        raise ValueError("shared memory segment %r was resized since this window was "
+                         "made (%d bytes, not %d)" % (name, len(mapping), size))
 
 
 def _check_list_slots(name, identity, size, slots, readonly):
