@@ -1,6 +1,7 @@
 """Views that travel: windows onto a segment pickle as a reference to it."""
 import concurrent.futures
 import multiprocessing
+import os
 import pickle
 import sys
 from multiprocessing.reduction import ForkingPickler
@@ -8,7 +9,7 @@ from multiprocessing.reduction import ForkingPickler
 import numpy as np
 import pytest
 
-from helpers import run_python, segment_exists
+from helpers import SHM_DIR, run_python, segment_exists
 from pyshl import ShareableList, SharedMemory
 from pyshl._views import SharedArray
 
@@ -217,6 +218,17 @@ def test_a_window_whose_slots_changed_kind_in_place_refuses_to_map(make, items, 
     assert bytes(sl.shm.buf) == before
 
 
+def test_a_window_whose_slots_changed_kind_refuses_to_pickle(make):
+    sl = make([1, 2, 3, 4])
+    stale = sl.view()
+    sl[3] = "ab"                    # the window now covers a str's bytes
+    with pytest.raises(ValueError, match="no longer numbers of one kind"):
+        pickle.dumps(stale)
+    with pytest.raises(ValueError, match="no longer numbers of one kind"):
+        ForkingPickler.dumps(np.asarray(stale))
+    assert pickle.loads(pickle.dumps(stale[:3])).tolist() == [1, 2, 3]
+
+
 def test_a_segment_that_no_longer_reads_as_a_list_refuses_to_map(make):
     sl = make([1, 2, 3])
     payload = pickle.dumps(sl.view())
@@ -261,3 +273,15 @@ def test_windows_onto_a_raw_segment_travel_and_refuse_a_replacement():
     finally:
         again.close()
         again.unlink()
+
+
+def test_a_window_onto_a_resized_segment_refuses_to_map():
+    shm = SharedMemory(create=True, size=64)
+    try:
+        payload = ForkingPickler.dumps(np.ndarray((4,), np.int64, buffer=shm.buf))
+        os.truncate(os.path.join(SHM_DIR, shm.name.lstrip("/")), 128)   # same file, grown
+        with pytest.raises(ValueError, match="was resized"):
+            pickle.loads(payload)
+    finally:
+        shm.close()
+        shm.unlink()
