@@ -4,7 +4,11 @@ A NumPy array pickles by value, so handing ``sl.view()`` to a worker process
 would give it a private copy and lose its writes.  ``view()`` (and
 ``__array__``) return a SharedArray instead: it pickles as the segment's name,
 the byte offset, dtype, shape and strides, and unpickles in any process as a
-zero-copy window onto the same slots.  Like ``np.memmap``'s, only windows onto
+zero-copy window onto the same slots.  It also carries what identifies the
+segment (device, inode, size) and, for a window onto a list's slots, which
+slots and of what kind: unpickled after a new segment took the name, or after
+its slots changed kind, it raises instead of writing into whatever is there
+now.  Like ``np.memmap``'s, only windows onto
 the segment travel this way; results of arithmetic, reductions and copies are
 ordinary arrays that pickle by value.
 
@@ -15,40 +19,182 @@ every array that is not a window onto a pyshl segment to NumPy.
 """
 
 import pickle
+import struct
 import sys
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 
-from pyshl._mapping import Export, Mapping
+from pyshl._codec import ShareableList
+from pyshl._mapping import Export
 from pyshl._shm import SharedMemory
 
 __all__ = ["SharedArray"]
+
+
+def _export_of(array):
+    """(the Export `array`'s memory belongs to, its byte offset there), or
+    None if its memory is not a named pyshl segment's."""
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if not isinstance(base, Export) or base.mapping.name is None:
+        return None
+    return base, array.__array_interface__["data"][0] - base.mapping.address
+
+
+def _byte_range(array, offset):
+    """The bytes [lo, hi) of its segment that `array` (at `offset`) spans."""
+    if array.size == 0:
+        return offset, offset
+    lo = hi = offset
+    for extent, stride in zip(array.shape, array.strides):
+        if stride < 0:
+            lo += stride * (extent - 1)
+        else:
+            hi += stride * (extent - 1)
+    return lo, hi + array.itemsize
+
+
+# The format entries of the slots view() gives arrays of: int, float, bool.
+_NUMBER_FORMATS = (b"q", b"d", b"xxxxxxx?")
+
+
+def _list_slots(export, lo, hi):
+    """(a, b, format, start) if bytes [lo, hi) of the segment lie in the
+    contiguous 8-byte slots of items a..b-1 of the ShareableList it holds,
+    which start at byte `start` and are number slots of one packing format;
+    None if they lie elsewhere.  Raises ValueError if those slots no longer
+    hold numbers of one kind: the window was made onto slots that changed.
+
+    Reads O(log n) header entries, and only where the segment was written
+    (reading a never-written page of tmpfs allocates it).  Unpickling checks
+    the whole range, as view() does.
+    """
+    mapping = export.mapping
+    memory = memoryview(export)
+    size, written = len(mapping), mapping.first_hole
+
+    def entry(at, code="q"):
+        if at + 8 > written:
+            raise LookupError(at)
+        return struct.unpack_from(code, memory, at)[0]
+
+    try:
+        n = entry(0)
+        if n <= 0 or n > (size - 16) // 17:
+            return None
+        data = 8 * (n + 2)
+        data_size = entry(data - 8)
+        if data_size < 0 or data_size > size - 16 - 17 * n:
+            return None
+        if lo >= hi or lo < data or hi > data + data_size:
+            return None
+
+        def item_at(byte):
+            # The last item whose slot starts at or before `byte` (offsets
+            # rise with the index in a list's header).
+            first, last = 0, n - 1
+            while first < last:
+                middle = (first + last + 1) // 2
+                if entry(8 + 8 * middle) <= byte:
+                    first = middle
+                else:
+                    last = middle - 1
+            return first
+
+        a, b = item_at(lo - data), item_at(hi - 1 - data) + 1
+        start = entry(8 + 8 * a)
+        # Every slot takes 8 bytes or more: these are b - a slots of 8.
+        if entry(8 + 8 * b) - start != 8 * (b - a):
+            return None
+        formats = data + data_size
+        packing = entry(formats + 8 * a, "8s").rstrip(b"\0")
+        last = entry(formats + 8 * (b - 1), "8s").rstrip(b"\0")
+    except LookupError:
+        return None
+    if packing not in _NUMBER_FORMATS or last != packing:
+        raise ValueError("items %d..%d of the ShareableList in shared memory segment %r, "
+                         "which this window is onto, are no longer numbers of one kind "
+                         "(item %d is packed as %r, item %d as %r)"
+                         % (a, b - 1, mapping.name, a, packing.decode(errors="replace"),
+                            b - 1, last.decode(errors="replace")))
+    return a, b, packing.decode(), data + start
 
 
 def _segment_window(array):
     """The arguments of _attach_window() that rebuild `array` as a window onto
     the same segment in any process, or None if its memory is not a pyshl
     segment's."""
-    base = array
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if isinstance(base, memoryview):
-        base = base.obj
-    if isinstance(base, Export):
-        base = base.mapping
-    if not isinstance(base, Mapping) or base.name is None:
+    found = _export_of(array)
+    if found is None:
         return None
-    return (base.name, array.__array_interface__["data"][0] - base.address,
-            array.dtype.str, array.shape, array.strides, base.readonly,
-            bool(array.flags.writeable))
+    export, offset = found
+    mapping = export.mapping
+    return (mapping.name, mapping.identity, len(mapping), offset, array.dtype,
+            array.shape, array.strides, mapping.readonly, bool(array.flags.writeable),
+            _list_slots(export, *_byte_range(array, offset)))
 
 
-def _attach_window(name, offset, dtype, shape, strides, readonly, writeable):
-    """Unpickle a window: attach (never tracked, so never unlinked) and map."""
+def _check_same_segment(mapping, name, identity, size):
+    """Raise unless `mapping` is of the segment a window was made onto."""
+    if mapping.identity != identity:
+        raise ValueError("shared memory segment %r was replaced since this window was "
+                         "made (a new segment has its name)" % name)
+    if len(mapping) != size:
+        raise ValueError("shared memory segment %r was resized since this window was "
+                         "made (%d bytes, not %d)" % (name, len(mapping), size))
+
+
+def _check_list_slots(name, identity, size, slots, readonly):
+    """Attach the list a window was made onto and check that items a..b-1 are
+    still number slots of the packing format they had, where they were: the
+    check view() makes.  Returns the list, whose mapping the window is made on."""
+    a, b, packing, start = slots
+    try:
+        holder = ShareableList(name=name, readonly=readonly)
+    except ValueError as exc:
+        raise ValueError("shared memory segment %r no longer holds the ShareableList "
+                         "this window was made onto: %s" % (name, exc)) from None
+    try:
+        mapping = holder.shm._mmap
+        _check_same_segment(mapping, name, identity, size)   # not replaced meanwhile
+        try:
+            if len(holder) < b:
+                raise ValueError("the list has %d items" % len(holder))
+            found = holder.view(a, b)      # raises unless contiguous number slots of one kind
+            if holder._get_packing_format(a) != packing:
+                raise ValueError("they are %r" % holder._get_packing_format(a))
+            at = found.__array_interface__["data"][0] - mapping.address
+            if at - (7 if packing == "xxxxxxx?" else 0) != start:   # a bool's flag byte
+                raise ValueError("their slots moved")
+        except (TypeError, ValueError) as exc:
+            raise ValueError("items %d..%d of the ShareableList in shared memory segment "
+                             "%r are no longer the %r slots this window was made onto: %s"
+                             % (a, b - 1, name, packing, exc)) from None
+    except BaseException:
+        holder.close()
+        raise
+    return holder
+
+
+def _attach_window(name, identity, size, offset, dtype, shape, strides, readonly,
+                   writeable, slots):
+    """Unpickle a window: attach (never tracked, so never unlinked), check that
+    the segment is the one it was made onto (and, for a window onto a list's
+    slots, that they still are), and map."""
     segment = SharedMemory(name, track=False, readonly=readonly)
     try:
-        array = np.ndarray(shape, dtype, buffer=segment._mmap.export(), offset=offset,
+        _check_same_segment(segment._mmap, name, identity, size)
+        if slots is not None:   # mapped anew by the list that was checked
+            segment.close()
+            segment = _check_list_slots(name, identity, size, slots, readonly)
+            mapping = segment.shm._mmap
+        else:
+            mapping = segment._mmap
+        array = np.ndarray(shape, dtype, buffer=mapping.export(), offset=offset,
                            strides=strides)
     finally:
         segment.close()          # the array holds the mapping; the handle can go
@@ -66,8 +212,9 @@ class SharedArray(np.ndarray):
     window onto the same slots, so writes there are seen by every process.
     Slices keep this; arithmetic, reductions and ``copy()`` give ordinary
     arrays, which pickle by value.  Unpickling after the segment was unlinked
-    raises FileNotFoundError; unpickling never registers the segment with the
-    resource tracker, so a worker never unlinks it.
+    raises FileNotFoundError, after it was replaced (a new segment under its
+    name) or its slots changed kind ValueError; unpickling never registers the
+    segment with the resource tracker, so a worker never unlinks it.
     """
 
     def __reduce__(self):
@@ -82,7 +229,7 @@ class SharedArray(np.ndarray):
     def __array_wrap__(self, array, context=None, return_scalar=False):
         # Results that are windows onto the segment (ufuncs with out=) stay
         # SharedArrays; new results are ordinary arrays, as np.memmap's are.
-        if array is self or _segment_window(array) is not None:
+        if array is self or _export_of(array) is not None:
             return array
         array = array.view(np.ndarray)
         # A 0-d result is a reduction's: a scalar (NumPy 1.x says so by shape).

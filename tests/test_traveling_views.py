@@ -1,14 +1,16 @@
 """Views that travel: windows onto a segment pickle as a reference to it."""
 import concurrent.futures
 import multiprocessing
+import os
 import pickle
 import sys
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import pytest
 
-from helpers import run_python, segment_exists
-from pyshl import ShareableList
+from helpers import SHM_DIR, run_python, segment_exists
+from pyshl import ShareableList, SharedMemory
 from pyshl._views import SharedArray
 
 METHODS = ["spawn", "fork", "forkserver"]
@@ -142,3 +144,144 @@ def test_process_pool_executor_workers_aggregate_through_a_view(make, method):
         assert all(executor.map(_add_into, [view[k:k + 4] for k in range(0, 16, 4)],
                                 [1] * 4))
     assert sl.tolist() == [0, 3, 0, 0] * 4
+
+
+# -- a window must land on the slots it was made onto, or fail -------------------
+
+def _replace(sl, make, items):
+    """Unlink sl's segment and create a list of `items` under the same name."""
+    name = sl.shm.name
+    sl.close()
+    sl.unlink()
+    return make(items, name=name)
+
+
+def test_a_window_onto_a_replaced_list_refuses_to_map(make):
+    sl = make([1, 2, 3, 4])
+    payload = pickle.dumps(sl.view(1, 3))
+    new = _replace(sl, make, ["a string", 5.5, None, b"bytes", 6])
+    before = bytes(new.shm.buf)
+    with pytest.raises(ValueError, match="was replaced since this window was made"):
+        pickle.loads(payload)
+    assert bytes(new.shm.buf) == before
+
+
+def test_an_identical_list_under_the_same_name_is_another_segment(make):
+    # Same size, same items, same bytes: only the file's identity tells them apart.
+    sl = make([1, 2, 3, 4])
+    payload = pickle.dumps(sl.view())
+    new = _replace(sl, make, [1, 2, 3, 4])
+    with pytest.raises(ValueError, match="was replaced"):
+        pickle.loads(payload)
+    assert new.tolist() == [1, 2, 3, 4]
+
+
+def test_a_replaced_list_is_refused_in_another_process(make):
+    sl = make([0] * 8)
+    payload = pickle.dumps(sl.view(2, 6))
+    new = _replace(sl, make, ["abcdefgh"] * 4 + [0] * 4)
+    before = bytes(new.shm.buf)
+    proc = run_python("""
+        import pickle
+        try:
+            window = pickle.loads(%r)
+        except ValueError as exc:
+            print(exc)
+        else:
+            window[...] = -1
+    """ % payload)
+    assert "was replaced" in proc.stdout
+    assert bytes(new.shm.buf) == before
+
+
+def test_a_window_whose_slots_now_hold_str_refuses_to_map(make):
+    sl = make([1, 2, 3, 4])
+    payload = pickle.dumps(sl.view(1, 3))
+    new = _replace(sl, make, [1, "ab", "cd", 4])       # str where the ints were
+    before = bytes(new.shm.buf)
+    with pytest.raises(ValueError):
+        pickle.loads(payload)
+    assert bytes(new.shm.buf) == before
+
+
+@pytest.mark.parametrize("items, index, value", [
+    ([1, 2, 3, 4], 2, "ab"), ([0.5, 1.5, 2.5], 1, 7), ([True, False, True], 0, None),
+], ids=["int-to-str", "float-to-int", "bool-to-None"])
+def test_a_window_whose_slots_changed_kind_in_place_refuses_to_map(make, items, index, value):
+    # The same segment: its identity matches, but its slots are no longer the window's.
+    sl = make(items)
+    payload = pickle.dumps(sl.view())
+    sl[index] = value
+    before = bytes(sl.shm.buf)
+    with pytest.raises(ValueError, match="no longer the .* slots this window was made onto"):
+        pickle.loads(payload)
+    assert bytes(sl.shm.buf) == before
+
+
+def test_a_window_whose_slots_changed_kind_refuses_to_pickle(make):
+    sl = make([1, 2, 3, 4])
+    stale = sl.view()
+    sl[3] = "ab"                    # the window now covers a str's bytes
+    with pytest.raises(ValueError, match="no longer numbers of one kind"):
+        pickle.dumps(stale)
+    with pytest.raises(ValueError, match="no longer numbers of one kind"):
+        ForkingPickler.dumps(np.asarray(stale))
+    assert pickle.loads(pickle.dumps(stale[:3])).tolist() == [1, 2, 3]
+
+
+def test_a_segment_that_no_longer_reads_as_a_list_refuses_to_map(make):
+    sl = make([1, 2, 3])
+    payload = pickle.dumps(sl.view())
+    header = bytes(sl.shm.buf[:8])
+    sl.shm.buf[:8] = (10 ** 9).to_bytes(8, sys.byteorder)   # an item count that cannot fit
+    try:
+        with pytest.raises(ValueError, match="no longer holds the ShareableList"):
+            pickle.loads(payload)
+    finally:
+        sl.shm.buf[:8] = header
+
+
+def test_structured_windows_keep_their_fields(make):
+    sl = make(list(range(8)))
+    pairs = sl.view(2, 8).view([("lo", "<i8"), ("hi", "<i8")])
+    copy = pickle.loads(pickle.dumps(pairs))
+    assert copy.dtype == pairs.dtype and copy.dtype.names == ("lo", "hi")
+    assert copy["lo"].tolist() == [2, 4, 6] and copy["hi"].tolist() == [3, 5, 7]
+    copy["hi"] = -1
+    assert sl.tolist() == [0, 1, 2, -1, 4, -1, 6, -1]
+
+
+def test_windows_onto_a_raw_segment_travel_and_refuse_a_replacement():
+    # A plain array over a SharedMemory's buffer travels by reference through
+    # multiprocessing's pickler; the replacement check needs no list.
+    shm = SharedMemory(create=True, size=64)
+    try:
+        window = np.ndarray((4,), np.int32, buffer=shm.buf, offset=8)
+        copy = pickle.loads(ForkingPickler.dumps(window))
+        copy[...] = 9
+        assert window.tolist() == [9] * 4
+        payload = ForkingPickler.dumps(window)
+        del window, copy
+    finally:
+        shm.close()
+        shm.unlink()
+    again = SharedMemory(shm.name, create=True, size=64)   # same name, same size
+    try:
+        with pytest.raises(ValueError, match="was replaced"):
+            pickle.loads(payload)
+        assert bytes(again.buf) == bytes(64)
+    finally:
+        again.close()
+        again.unlink()
+
+
+def test_a_window_onto_a_resized_segment_refuses_to_map():
+    shm = SharedMemory(create=True, size=64)
+    try:
+        payload = ForkingPickler.dumps(np.ndarray((4,), np.int64, buffer=shm.buf))
+        os.truncate(os.path.join(SHM_DIR, shm.name.lstrip("/")), 128)   # same file, grown
+        with pytest.raises(ValueError, match="was resized"):
+            pickle.loads(payload)
+    finally:
+        shm.close()
+        shm.unlink()
