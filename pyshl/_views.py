@@ -196,6 +196,11 @@ def _attach_window(name, identity, size, offset, dtype, shape, strides, readonly
             mapping = segment._mmap
         array = np.ndarray(shape, dtype, buffer=mapping.export(), offset=offset,
                            strides=strides)
+        if _byte_range(array, offset)[1] > mapping.first_hole:
+            # (a list's slots were checked written when it attached)
+            raise ValueError("shared memory segment %r has unwritten pages from offset %d, "
+                             "where this window is (a sparse file): refusing to map it"
+                             % (name, mapping.first_hole))
     finally:
         segment.close()          # the array holds the mapping; the handle can go
     if not writeable:

@@ -285,3 +285,25 @@ def test_a_window_onto_a_resized_segment_refuses_to_map():
     finally:
         shm.close()
         shm.unlink()
+
+
+def test_a_window_onto_unwritten_pages_refuses_to_unpickle():
+    # A sparse segment (ftruncate alone): reading its holes on tmpfs allocates
+    # pages, and kills the reader with SIGBUS once /dev/shm is full.
+    name = "psm_sparse_window_%d" % os.getpid()
+    fd = os.open(os.path.join("/dev/shm", name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, 1 << 20)
+        os.pwrite(fd, b"\1" * 64, 0)                 # only the first page is written
+        shm = SharedMemory(name)
+        blocks = os.fstat(fd).st_blocks
+        window = np.ndarray((16,), np.int64, buffer=shm.buf, offset=8192)   # never touched
+        payload = ForkingPickler.dumps(window)      # by reference: reads no slot
+        with pytest.raises(ValueError, match="unwritten pages"):
+            pickle.loads(payload)
+        assert os.fstat(fd).st_blocks == blocks     # no page was allocated
+        del window
+        shm.close()
+    finally:
+        os.close(fd)
+        os.unlink(os.path.join("/dev/shm", name))
