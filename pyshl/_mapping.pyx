@@ -47,11 +47,17 @@ cdef class Mapping:
         self.identity = (status.st_dev, status.st_ino)
         # Where the pages that were never written begin.  Reading one on
         # tmpfs allocates it (SIGBUS when /dev/shm is full), so readers of
-        # untrusted segments must not touch anything from there on.  A creator
-        # that `reserved` every page (posix_fallocate) has none to fear, though
-        # the system counts them as holes until written; where the system
-        # cannot tell, every byte counts as written.
-        cdef off_t hole = size if reserved else lseek(fd, 0, SEEK_HOLE)
+        # untrusted segments must not touch anything from there on.  A file
+        # whose every page is allocated (written, or reserved by
+        # posix_fallocate, as a creator that says `reserved` did) has none:
+        # its block count says so at once, where SEEK_HOLE walks every page
+        # on tmpfs (~35 ns each).  (Blocks reserved past the end could hide a
+        # hole; whoever may do that may as well shrink the segment, which
+        # readers cannot survive either.)  Where the system cannot tell,
+        # every byte counts as written.
+        cdef off_t hole = size
+        if not reserved and status.st_blocks * 512 < size:
+            hole = lseek(fd, 0, SEEK_HOLE)
         self.first_hole = size if hole < 0 or hole > size else <Py_ssize_t>hole
         cdef int prot = PROT_READ if readonly else PROT_READ | PROT_WRITE
         cdef void* p = mmap(NULL, <size_t>size, prot, MAP_SHARED, fd, 0)
