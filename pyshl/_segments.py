@@ -105,7 +105,8 @@ def inspected(name):
     then items and types for a ShareableList, or "error" saying why it is not
     one, with "unreadable": true when it may be one that cannot be read (no
     permission, or a sparse file).  The list is attached read-only (None if
-    it is not one) and closed when the block ends.  Raises FileNotFoundError if there is no such entry.
+    it is not one) and closed when the block ends.  Raises FileNotFoundError
+    if there is no such entry.
     """
     path = _path(name)
     info = os.lstat(path)                # never follows a symlink
