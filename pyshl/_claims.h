@@ -57,9 +57,14 @@ static pyshl_claim_file *pyshl_claim_files;
 static uint64_t pyshl_claim_serials;
 static pthread_key_t pyshl_claims_key;
 
-/* initial-exec: the fast path's cache is read without a __tls_get_addr call
-   (136 bytes of the static TLS that glibc keeps for loaded modules). */
+/* initial-exec on glibc: the fast path's cache is read without a
+   __tls_get_addr call (136 bytes of the static TLS that glibc keeps for
+   loaded modules; musl refuses such modules). */
+#ifdef __GLIBC__
 #define PYSHL_TLS __thread __attribute__((tls_model("initial-exec")))
+#else
+#define PYSHL_TLS __thread
+#endif
 static PYSHL_TLS char pyshl_thread_token;
 static PYSHL_TLS struct {
     uint64_t serial;
@@ -102,6 +107,7 @@ static void pyshl_claims_thread_gone(void *unused) {
             }
         }
     }
+    memset(pyshl_claim_cache, 0, sizeof pyshl_claim_cache);   /* (a later destructor may lock) */
     pthread_mutex_unlock(&pyshl_claims_mutex);
 }
 
@@ -117,7 +123,7 @@ static void pyshl_claims_after_fork_child(void) {
     for (f = pyshl_claim_files; f != NULL; f = f->next)
         pyshl_claims_close_all(f);
     memset(pyshl_claim_cache, 0, sizeof pyshl_claim_cache);
-    pthread_mutex_init(&pyshl_claims_mutex, NULL);
+    pthread_mutex_unlock(&pyshl_claims_mutex);      /* this thread locked it before the fork */
 }
 
 static int pyshl_claims_setup(void) {
@@ -226,23 +232,37 @@ static int pyshl_claim_byte(int fd, int cmd, short type, uint32_t id, struct flo
     return fcntl(fd, cmd, lk);
 }
 
-/* Make this thread's claim on file `serial` with `fd` (opened read-write on
-   the very file, by the caller; the registry keeps it, or closes it on
-   failure).  Returns the id, or -errno. */
-static long pyshl_claim_take(uint64_t serial, int fd) {
+/* Make this thread's claim on file `serial`, opening it by `path` (which must
+   still name that file), or find the one it has.  All under the mutex, so
+   that a fork meanwhile cannot take the new descriptor into a child that
+   would not close it.  Returns the id, or -errno (-ESTALE: `path` names
+   another file now). */
+static long pyshl_claim_take(uint64_t serial, const char *path) {
     pyshl_claim_file *f;
-    pyshl_claim *c = (pyshl_claim *)calloc(1, sizeof *c);
+    pyshl_claim *c;
     struct flock lk;
+    struct stat status;
     uint32_t id = 0;
-    int tries, err = 0;
-    if (c == NULL) {
-        close(fd);
-        return -ENOMEM;
-    }
+    int fd = -1, tries, err = 0;
     pthread_mutex_lock(&pyshl_claims_mutex);
-    f = pyshl_claims_find(serial);
-    if (f == NULL) {
+    if ((f = pyshl_claims_find(serial)) == NULL) {
         err = ENOENT;
+        goto done;
+    }
+    for (c = f->claims; c != NULL; c = c->next)
+        if (c->thread == &pyshl_thread_token) {
+            id = c->id;                   /* (made by a callback run meanwhile) */
+            goto done;
+        }
+    if ((c = (pyshl_claim *)calloc(1, sizeof *c)) == NULL) {
+        err = ENOMEM;
+        goto done;
+    }
+    fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &status) != 0) {
+        err = errno;
+    } else if (status.st_dev != f->dev || status.st_ino != f->ino) {
+        err = ESTALE;
     } else {
         for (tries = 0; tries < 64; tries++) {
             id = pyshl_claim_random();
@@ -258,21 +278,21 @@ static long pyshl_claim_take(uint64_t serial, int fd) {
         if (id == 0 && err == 0)
             err = EAGAIN;
     }
-    if (id != 0) {
-        c->thread = &pyshl_thread_token;
-        c->fd = fd;
-        c->id = id;
-        c->next = f->claims;
-        f->claims = c;
-        pthread_setspecific(pyshl_claims_key, &pyshl_thread_token);  /* its destructor runs */
-    }
-    pthread_mutex_unlock(&pyshl_claims_mutex);
     if (id == 0) {
+        if (fd >= 0)
+            close(fd);
         free(c);
-        close(fd);
-        return -(long)err;
+        goto done;
     }
-    return (long)id;
+    c->thread = &pyshl_thread_token;
+    c->fd = fd;
+    c->id = id;
+    c->next = f->claims;
+    f->claims = c;
+    pthread_setspecific(pyshl_claims_key, &pyshl_thread_token);   /* its destructor runs */
+done:
+    pthread_mutex_unlock(&pyshl_claims_mutex);
+    return id != 0 ? (long)id : -(long)err;
 }
 
 /* Is claim `id` on the file still held by a live thread?  Asked through

@@ -5,6 +5,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport uint32_t
 from posix.types cimport dev_t, ino_t
 
+import errno
 import os
 import warnings
 
@@ -14,7 +15,7 @@ cdef extern from "_lock.h":
     void claims_unregister "pyshl_claims_unregister"(long serial) nogil
     uint32_t claim_cached "pyshl_claim_cached"(long serial) nogil
     uint32_t claim_lookup "pyshl_claim_lookup"(long serial, int* fd) nogil
-    long claim_take "pyshl_claim_take"(long serial, int fd) nogil
+    long claim_take "pyshl_claim_take"(long serial, const char* path) nogil
     uint32_t* lock_word "pyshl_lock_word"(char* slot) nogil
     uint32_t lock_holder "pyshl_lock_holder"(uint32_t* word) nogil
     int lock_try "pyshl_lock_try"(uint32_t* word, uint32_t id) nogil
@@ -126,6 +127,8 @@ cdef class Lock:
         if seconds > TIMEOUT_MAX:
             raise OverflowError("timeout value is too large (threading.TIMEOUT_MAX is %.0f)"
                                 % TIMEOUT_MAX)
+        if self.list._map.readonly or region_closed(&self.list._map.region):
+            _enter_writable(self.list)           # its ValueError or TypeError, first
         me = _claim(self.list, &fd)              # (Python code may run: before entering)
         cdef pyshl_region* r = _enter_writable(self.list)     # mapped while we wait
         try:
@@ -169,7 +172,7 @@ cdef class Lock:
         It works on a closed list too, through the Lock that acquired it."""
         cdef uint32_t me = claim_cached(self.list._claims)
         cdef uint32_t* fast
-        if me != 0:
+        if me != 0 and not self.list._map.readonly:    # (the same file's claim)
             fast = self._word_if_int()
             if fast != NULL and lock_release(fast, me) == 0:
                 return
@@ -211,7 +214,7 @@ cdef class Lock:
     def __exit__(self, exc_type, exc, tb):
         cdef uint32_t me = claim_cached(self.list._claims)
         cdef uint32_t* fast
-        if me != 0:
+        if me != 0 and not self.list._map.readonly:
             fast = self._word_if_int()
             if fast != NULL and lock_release(fast, me) == 0:
                 return
@@ -277,15 +280,12 @@ cdef uint32_t _claim(ShareableList sl, int* fd) except 0:
         return me
     from pyshl._shm import _segment_path
     name = sl.shm.name
-    opened = os.open(_segment_path(name), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
-                     | os.O_NONBLOCK)
-    status = os.fstat(opened)
-    if (status.st_dev, status.st_ino) != sl._map.identity:
-        os.close(opened)
+    cdef bytes path = os.fsencode(_segment_path(name))
+    made = claim_take(sl._claims, path)
+    if made == -errno.ESTALE or made == -errno.ENOENT:
         raise RuntimeError("the lock cannot name its holder: the segment %r was unlinked "
                            "or replaced since this list attached to it, and a lock claims "
                            "its file by name" % name)
-    made = claim_take(sl._claims, opened)       # keeps the descriptor, or closes it
     if made < 0:
         raise OSError(-made, "cannot claim a lock on segment %r: %s"
                       % (name, os.strerror(-made)))

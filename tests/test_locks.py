@@ -1,5 +1,6 @@
 """sl.lock(i): a mutex in one int item, across threads and processes, that
 survives its holder's death."""
+import gc
 import multiprocessing
 import os
 import pickle
@@ -13,6 +14,7 @@ import warnings
 import pytest
 
 import pyshl
+from helpers import run_python
 from pyshl import LockRecoveredWarning
 
 # A lock item, two balances and a transfer counter: the classic bank example.
@@ -397,3 +399,45 @@ def test_a_dead_holders_lock_is_recovered_while_its_forked_child_lives(make):
         os.kill(child, signal.SIGKILL)       # first: it holds the pipe open too
         holder.kill()
         holder.communicate()
+
+
+def test_a_read_only_list_of_the_same_segment_cannot_release_or_take_the_lock(make):
+    # In a child process: a release that wrote into the read-only mapping
+    # would kill it (SIGSEGV).
+    sl = make([0])
+    proc = run_python("""
+        import pyshl
+        sl = pyshl.ShareableList(name=%r)
+        read_only = pyshl.ShareableList(name=%r, readonly=True)
+        lock = sl.lock(0)
+        lock.acquire()          # this thread's claim on the file: the same for both lists
+        for call in (read_only.lock(0).release, read_only.lock(0).acquire,
+                     read_only.lock(0).__enter__):
+            try:
+                call()
+                print("no error")
+            except TypeError as exc:
+                print("TypeError" if "readonly" in str(exc) else exc)
+        print(read_only.lock(0).locked())
+        lock.release()
+        read_only.shm.close()
+        sl.shm.close()
+    """ % (sl.shm.name, sl.shm.name))
+    assert proc.stdout.split() == ["TypeError"] * 3 + ["True"]
+
+
+def test_claims_go_with_the_last_list_of_a_segment_in_a_process(make):
+    sl = make([0])
+    name = sl.shm.name
+    temporary = pyshl.ShareableList(name=name)
+    held = temporary.lock(0)
+    assert held.acquire()
+    del held, temporary              # this process's only other list of it: the claim goes
+    gc.collect()
+    again = pyshl.ShareableList(name=name)
+    try:
+        with pytest.warns(LockRecoveredWarning):
+            assert again.lock(0).acquire(timeout=30)
+        again.lock(0).release()
+    finally:
+        again.shm.close()

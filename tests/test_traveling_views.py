@@ -307,3 +307,18 @@ def test_a_window_onto_unwritten_pages_refuses_to_unpickle():
     finally:
         os.close(fd)
         os.unlink(os.path.join("/dev/shm", name))
+
+
+def test_windows_onto_reserved_pages_of_a_new_segment_travel():
+    # pyshl reserves a new segment's pages (posix_fallocate): reading them
+    # allocates nothing, though the kernel calls them holes until written.
+    shm = SharedMemory(create=True, size=1 << 20)
+    try:
+        out = np.ndarray((1 << 17,), np.int64, buffer=shm.buf)
+        chunk = ForkingPickler.loads(ForkingPickler.dumps(out[60000:70000]))   # never written
+        chunk[:] = 7
+        assert out[60000] == out[69999] == 7 and out[59999] == out[70000] == 0
+        del out, chunk
+    finally:
+        shm.close()
+        shm.unlink()
