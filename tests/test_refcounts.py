@@ -70,8 +70,10 @@ sl.shm.close(); sl.unlink(); closed.unlink()
 
 def test_public_calls_leak_no_references():
     drift = int(run_python(CALLS).stdout)
-    # A leak in any call would show as at least 1000.
-    assert abs(drift) < 100, "the total reference count drifted by %d" % drift
+    # A leak in any call would show as at least 1000 (one per round); what
+    # the interpreter does by itself meanwhile (caches, the collector's
+    # timing) moves the total by up to ~150 from run to run.
+    assert abs(drift) < 500, "the total reference count drifted by %d" % drift
 
 
 def test_constructing_and_attaching_leak_no_references():
