@@ -6,8 +6,8 @@
    random 30-bit number that the holding thread claims on the segment's file
    with an OFD write lock on one byte at CLAIM_BASE + id, far past the end of
    the file (its bytes and layout are untouched).  The kernel drops the lock
-   the moment its holder's descriptor closes: when the thread ends (a
-   pthread key destructor closes it), when the process dies (SIGKILL
+   the moment its holder's descriptor closes: when the thread ends (the
+   thread's ThreadClaims, in a threading.local, closes it), when the process dies (SIGKILL
    included) and when the process stops using the file (its last
    ShareableList that made locks goes).  A waiter asks F_OFD_GETLK whether
    the holder's byte is still locked; ids are unique among live claims on a
@@ -55,7 +55,6 @@ typedef struct pyshl_claim_file {
 static pthread_mutex_t pyshl_claims_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pyshl_claim_file *pyshl_claim_files;
 static uint64_t pyshl_claim_serials;
-static pthread_key_t pyshl_claims_key;
 
 /* initial-exec on glibc: the fast path's cache is read without a
    __tls_get_addr call (136 bytes of the static TLS that glibc keeps for
@@ -90,15 +89,17 @@ static void pyshl_claims_close_all(pyshl_claim_file *f) {
     f->claims = NULL;
 }
 
-/* A thread ends: its claims go (a lock it held is then taken over). */
-static void pyshl_claims_thread_gone(void *unused) {
+/* Which thread this is, for pyshl_claims_thread_gone(). */
+static const void *pyshl_thread_now(void) { return &pyshl_thread_token; }
+
+/* Thread `thread` ends: its claims go (a lock it held is then taken over). */
+static void pyshl_claims_thread_gone(const void *thread) {
     pyshl_claim_file *f;
     pyshl_claim **link, *c;
-    (void)unused;
     pthread_mutex_lock(&pyshl_claims_mutex);
     for (f = pyshl_claim_files; f != NULL; f = f->next) {
         for (link = &f->claims; (c = *link) != NULL;) {
-            if (c->thread == &pyshl_thread_token) {
+            if (c->thread == thread) {
                 *link = c->next;
                 close(c->fd);
                 free(c);
@@ -107,7 +108,8 @@ static void pyshl_claims_thread_gone(void *unused) {
             }
         }
     }
-    memset(pyshl_claim_cache, 0, sizeof pyshl_claim_cache);   /* (a later destructor may lock) */
+    if (thread == &pyshl_thread_token)    /* (code that runs later in the thread may lock) */
+        memset(pyshl_claim_cache, 0, sizeof pyshl_claim_cache);
     pthread_mutex_unlock(&pyshl_claims_mutex);
 }
 
@@ -127,8 +129,6 @@ static void pyshl_claims_after_fork_child(void) {
 }
 
 static int pyshl_claims_setup(void) {
-    if (pthread_key_create(&pyshl_claims_key, pyshl_claims_thread_gone) != 0)
-        return -1;
     return pthread_atfork(pyshl_claims_before_fork, pyshl_claims_after_fork_parent,
                           pyshl_claims_after_fork_child) == 0 ? 0 : -1;
 }
@@ -229,7 +229,7 @@ static int pyshl_claim_byte(int fd, int cmd, short type, uint32_t id, struct flo
     lk->l_whence = SEEK_SET;
     lk->l_start = PYSHL_CLAIM_BASE + (off_t)id;
     lk->l_len = 1;
-    return fcntl(fd, cmd, lk);
+    return (int)syscall(SYS_fcntl, fd, cmd, lk);     /* (see pyshl_fstat) */
 }
 
 /* Make this thread's claim on file `serial`, opening it by `path` (which must
@@ -259,7 +259,7 @@ static long pyshl_claim_take(uint64_t serial, const char *path) {
         goto done;
     }
     fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0 || fstat(fd, &status) != 0) {
+    if (fd < 0 || pyshl_fstat(fd, &status) != 0) {
         err = errno;
     } else if (status.st_dev != f->dev || status.st_ino != f->ino) {
         err = ESTALE;
@@ -289,7 +289,6 @@ static long pyshl_claim_take(uint64_t serial, const char *path) {
     c->id = id;
     c->next = f->claims;
     f->claims = c;
-    pthread_setspecific(pyshl_claims_key, &pyshl_thread_token);   /* its destructor runs */
 done:
     pthread_mutex_unlock(&pyshl_claims_mutex);
     return id != 0 ? (long)id : -(long)err;

@@ -7,6 +7,7 @@ from posix.types cimport dev_t, ino_t
 
 import errno
 import os
+import threading
 import warnings
 
 cdef extern from "_lock.h":
@@ -16,6 +17,8 @@ cdef extern from "_lock.h":
     uint32_t claim_cached "pyshl_claim_cached"(long serial) nogil
     uint32_t claim_lookup "pyshl_claim_lookup"(long serial, int* fd) nogil
     long claim_take "pyshl_claim_take"(long serial, const char* path) nogil
+    const void* thread_now "pyshl_thread_now"() nogil
+    void claims_thread_gone "pyshl_claims_thread_gone"(const void* thread) nogil
     uint32_t* lock_word "pyshl_lock_word"(char* slot) nogil
     uint32_t lock_holder "pyshl_lock_holder"(uint32_t* word) nogil
     int lock_try "pyshl_lock_try"(uint32_t* word, uint32_t id) nogil
@@ -25,7 +28,25 @@ cdef extern from "_lock.h":
     int lock_release "pyshl_lock_release"(uint32_t* word, uint32_t id) nogil
 
 if claims_setup() != 0:
-    raise OSError("pyshl could not set up its lock claims (pthread_key_create)")
+    raise OSError("pyshl could not set up its lock claims (pthread_atfork)")
+
+
+@cython.final
+cdef class _ThreadClaims:
+    """Kept in a threading.local by each thread that made a claim: it goes
+    when the thread ends, and its claims with it (a lock the thread still
+    held is then taken over).  (A pthread key's destructor would need glibc
+    2.34's symbols in a manylinux2014 wheel.)"""
+    cdef const void* _thread
+
+    def __cinit__(self):
+        self._thread = thread_now()
+
+    def __dealloc__(self):
+        claims_thread_gone(self._thread)
+
+
+_thread_claims = threading.local()
 
 # How long a waiter waits without the GIL before it runs signal handlers
 # (Ctrl-C), as threading.Lock's wait is interrupted at once.
@@ -289,4 +310,6 @@ cdef uint32_t _claim(ShareableList sl, int* fd) except 0:
     if made < 0:
         raise OSError(-made, "cannot claim a lock on segment %r: %s"
                       % (name, os.strerror(-made)))
+    if getattr(_thread_claims, "guard", None) is None:
+        _thread_claims.guard = _ThreadClaims()
     return claim_lookup(sl._claims, fd)

@@ -5,13 +5,16 @@ cimport cython
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.exc cimport PyErr_SetFromErrno
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, mmap
-from posix.stat cimport fstat, struct_stat
+from posix.stat cimport struct_stat
 from posix.types cimport off_t
 from posix.unistd cimport lseek
 
 
 cdef extern from "<unistd.h>":
     const int SEEK_HOLE      # Linux 3.1+, macOS, FreeBSD (Python.h asks for _GNU_SOURCE)
+
+cdef extern from "_region.h":
+    int pyshl_fstat(int fd, struct_stat* status) nogil
 
 
 cdef class Mapping:
@@ -42,7 +45,7 @@ cdef class Mapping:
         if size <= 0:
             raise ValueError("cannot map an empty shared memory segment")
         cdef struct_stat status
-        if fstat(fd, &status) != 0:
+        if pyshl_fstat(fd, &status) != 0:
             PyErr_SetFromErrno(OSError)
         self.identity = (status.st_dev, status.st_ino)
         # Where the pages that were never written begin.  Reading one on

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <Python.h>
 
@@ -52,6 +54,14 @@ static inline void pyshl_region_init(pyshl_region *r, char *addr, Py_ssize_t siz
     r->seq = 0;
     r->pid = getpid();
 #endif
+}
+
+/* fstat() as a system call: glibc 2.33+ exports fstat (and 2.28+ fcntl) under
+   symbol versions newer than manylinux2014's glibc 2.17, so a wheel built on
+   a newer system could not be repaired to it.  struct stat is the kernel's on
+   the 64-bit targets built (x86_64, aarch64). */
+static inline int pyshl_fstat(int fd, struct stat *status) {
+    return (int)syscall(SYS_fstat, fd, status);
 }
 
 /* Plain updates of the state, with the GIL. */
