@@ -66,7 +66,7 @@ cdef class Lock:
     """A mutex whose whole state is one int item of a ShareableList.
 
     ``Lock(sl, index)``, or ``sl.lock(index)``.  The item holds 0 while the
-    lock is free and the holder's thread id while it is held, so the lock
+    lock is free and the holder's claim id while it is held, so the lock
     needs no other segment or semaphore: it attaches and pickles with its list,
     by name.  The API is ``threading.Lock``'s.  Waiters sleep in the kernel (a
     futex on the item).  The holder is named by its claim id (_claims.h), which
@@ -190,7 +190,7 @@ cdef class Lock:
 
     def release(self):
         """Release the lock, which this thread must hold (RuntimeError otherwise).
-        It works on a closed list too, through the Lock that acquired it."""
+        It works on a closed list too: the Lock keeps the memory mapped."""
         cdef uint32_t me = claim_cached(self.list._claims)
         cdef uint32_t* fast
         if me != 0 and not self.list._map.readonly:    # (the same file's claim)
@@ -266,7 +266,7 @@ cdef char* _lock_slot(Lock lock) except NULL:
     The futex word is lock_word() of it, applied once: on a big-endian
     machine it is the slot's second half.  (Applied twice, it would be the
     next item's: tests/test_locks.py checks that a held lock's item holds the
-    holder's thread id and that its neighbour stays untouched.)
+    holder's claim id and that its neighbour stays untouched.)
     """
     cdef Slot s
     cdef char* p = int_slot(&lock.list._layout, lock.index, KIND_FORMAT[KIND_INT])
