@@ -4,7 +4,8 @@ from libc.stdint cimport int64_t, uint64_t
 
 from pyshl._mapping cimport (
     Mapping, exchange_long, guess_load, guess_store, index_load, index_take, items_lock,
-    items_unlock, pyshl_region, read_overlapped, read_ticket, region_close, region_closed,
+    items_unlock, load_long, pyshl_region, read_overlapped, read_ticket, region_close,
+    region_closed,
     region_enter, region_enter_brief, region_leave, region_leave_brief, region_setup,
     write_begin, write_end)
 

@@ -87,12 +87,12 @@ cdef class Lock:
     # list's mapping for its whole life (_user), so the slot stays mapped.
     cdef char* _slot
     cdef bint _user
+    cdef long _serial                # the list's file among lock claims (_claims.h)
 
     def __cinit__(self, ShareableList sl not None, index):
         self.index = _position(sl, index, "index out of range")
         self.list = sl
-        if sl._claims == 0:
-            _register_claims(sl)
+        self._serial = _claims_serial(sl)
         cdef pyshl_region* r = _enter(sl)
         try:
             self._slot = _lock_slot(self)     # an int item, or TypeError now
@@ -123,7 +123,7 @@ cdef class Lock:
         """Acquire the lock; with ``blocking`` or a ``timeout`` (seconds), wait
         for it.  Returns whether it was acquired."""
         cdef uint32_t* fast
-        cdef uint32_t me = claim_cached(self.list._claims)
+        cdef uint32_t me = claim_cached(self._serial)
         if timeout is -1 and me != 0 and self._usable():   # (a free lock is taken at once)
             fast = self._word_if_int()
             if fast != NULL and lock_try(fast, me):
@@ -150,7 +150,7 @@ cdef class Lock:
                                 % TIMEOUT_MAX)
         if self.list._map.readonly or region_closed(&self.list._map.region):
             _enter_writable(self.list)           # its ValueError or TypeError, first
-        me = _claim(self.list, &fd)              # (Python code may run: before entering)
+        me = _claim(self, &fd)                   # (Python code may run: before entering)
         cdef pyshl_region* r = _enter_writable(self.list)     # mapped while we wait
         try:
             word = _lock_word(self)
@@ -191,7 +191,7 @@ cdef class Lock:
     def release(self):
         """Release the lock, which this thread must hold (RuntimeError otherwise).
         It works on a closed list too: the Lock keeps the memory mapped."""
-        cdef uint32_t me = claim_cached(self.list._claims)
+        cdef uint32_t me = claim_cached(self._serial)
         cdef uint32_t* fast
         if me != 0 and not self.list._map.readonly:    # (the same file's claim)
             fast = self._word_if_int()
@@ -202,7 +202,7 @@ cdef class Lock:
     cdef int _release_slow(self) except -1:
         cdef ShareableList sl = self.list
         cdef int fd
-        cdef uint32_t me = claim_lookup(sl._claims, &fd)   # 0: never locked here
+        cdef uint32_t me = claim_lookup(self._serial, &fd)   # 0: never locked here
         if sl._map.readonly:
             _enter_writable(sl)                 # its ValueError or TypeError
         cdef uint32_t* word = _lock_word(self)  # (mapped: the Lock is a user)
@@ -222,7 +222,7 @@ cdef class Lock:
             region_leave(r)
 
     def __enter__(self):
-        cdef uint32_t me = claim_cached(self.list._claims)
+        cdef uint32_t me = claim_cached(self._serial)
         cdef uint32_t* fast
         if me != 0 and self._usable():
             fast = self._word_if_int()
@@ -233,7 +233,7 @@ cdef class Lock:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        cdef uint32_t me = claim_cached(self.list._claims)
+        cdef uint32_t me = claim_cached(self._serial)
         cdef uint32_t* fast
         if me != 0 and not self.list._map.readonly:
             fast = self._word_if_int()
@@ -248,7 +248,7 @@ cdef class Lock:
         """This thread's claim id on the list's file: what the item holds while
         this thread holds the lock (made now if this thread has none)."""
         cdef int fd
-        return _claim(self.list, &fd)
+        return _claim(self, &fd)
 
     def __repr__(self):
         name = self.list.shm.name if self.list.shm is not None else None
@@ -279,30 +279,35 @@ cdef char* _lock_slot(Lock lock) except NULL:
     return p
 
 
-cdef int _register_claims(ShareableList sl) except -1:
-    """Count the list among its file's users of lock claims (once per list)."""
+cdef long _claims_serial(ShareableList sl) except 0:
+    """The list's file's serial among lock claims, the list counted among the
+    file's users on its first Lock (once per list, whatever threads race)."""
+    cdef long serial = load_long(&sl._claims)
+    cdef long other
+    if serial != 0:
+        return serial
     dev, ino = sl._map.identity
-    cdef long serial = claims_register(dev, ino)
+    serial = claims_register(dev, ino)
     if serial == 0:
         raise MemoryError()
-    serial = exchange_long(&sl._claims, serial)
-    if serial != 0:
-        claims_unregister(serial)      # another thread registered it meanwhile
-    return 0
+    other = exchange_long(&sl._claims, serial)
+    if other != 0:
+        claims_unregister(other)       # another thread registered it meanwhile (the same file)
+    return serial
 
 
-cdef uint32_t _claim(ShareableList sl, int* fd) except 0:
-    """This thread's claim id on the list's file and its descriptor, the claim
+cdef uint32_t _claim(Lock lock, int* fd) except 0:
+    """This thread's claim id on the lock's file and its descriptor, the claim
     made on this thread's first lock there: the file is opened by name and
     must be the one mapped."""
-    cdef uint32_t me = claim_lookup(sl._claims, fd)
+    cdef uint32_t me = claim_lookup(lock._serial, fd)
     cdef long made
     if me != 0:
         return me
     from pyshl._shm import _segment_path
-    name = sl.shm.name
+    name = lock.list.shm.name
     cdef bytes path = os.fsencode(_segment_path(name))
-    made = claim_take(sl._claims, path)
+    made = claim_take(lock._serial, path)
     if made == -errno.ESTALE or made == -errno.ENOENT:
         raise RuntimeError("the lock cannot name its holder: the segment %r was unlinked "
                            "or replaced since this list attached to it, and a lock claims "
@@ -312,4 +317,4 @@ cdef uint32_t _claim(ShareableList sl, int* fd) except 0:
                       % (name, os.strerror(-made)))
     if getattr(_thread_claims, "guard", None) is None:
         _thread_claims.guard = _ThreadClaims()
-    return claim_lookup(sl._claims, fd)
+    return claim_lookup(lock._serial, fd)

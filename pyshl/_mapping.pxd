@@ -24,6 +24,7 @@ cdef extern from "_region.h":
     int64_t guess_load "pyshl_guess_load"(const int64_t* p) nogil
     void guess_store "pyshl_guess_store"(int64_t* p, int64_t v) nogil
     long exchange_long "pyshl_exchange_long"(long* p, long v) nogil
+    long load_long "pyshl_load_long"(const long* p) nogil
     Py_ssize_t index_take "pyshl_index_take"(Py_ssize_t* p) nogil
     Py_ssize_t index_load "pyshl_index_load"(const Py_ssize_t* p) nogil
 

@@ -260,6 +260,11 @@ static inline Py_ssize_t pyshl_index_load(const Py_ssize_t *p) {
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+/* A load of such a field. */
+static inline long pyshl_load_long(const long *p) {
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
 /* Exchange for a C field that threads may race on (a pid, a flag). */
 static inline long pyshl_exchange_long(long *p, long v) {
     return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL);

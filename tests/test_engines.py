@@ -89,6 +89,7 @@ def test_joblib_losing_a_worker_loses_no_segment(tmp_path):
 def test_dask_distributed_workers_aggregate_and_survive_a_restart(tmp_path):
     pytest.importorskip("distributed")
     out = run_scenario("""
+        import dask
         import numpy as np
         from dask.distributed import Client, LocalCluster
         from pyshl import ShareableList
@@ -103,6 +104,10 @@ def test_dask_distributed_workers_aggregate_and_survive_a_restart(tmp_path):
             return int(window.sum())
 
         if __name__ == "__main__":
+            # dask's sampling profiler thread reads other threads' frames, which
+            # free-threaded CPython may show half made (it then prints a
+            # traceback): it has nothing to do with this test.
+            dask.config.set({"distributed.worker.profile.enabled": False})
             with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                               dashboard_address=None) as cluster, Client(cluster) as client:
                 with ShareableList([0] * 64) as hist, ShareableList([0] * 1000) as cells:
