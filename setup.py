@@ -24,7 +24,8 @@ if sanitize:
 # rebuilds it.
 core_parts = ["pyshl/_codec.pxd", "pyshl/_mapping.pxd", "pyshl/_region.h", "pyshl/_slots.h", "pyshl/_formats.pxi",
               "pyshl/_slots.pxi", "pyshl/_construction.pxi", "pyshl/_scans.pxi",
-              "pyshl/_atomics.pxi", "pyshl/_aggregate.pxi", "pyshl/_locks.pxi",
+              "pyshl/_atomics.pxi", "pyshl/_aggregate.pxi", "pyshl/_elements.pxi",
+              "pyshl/_elements.h", "pyshl/_locks.pxi",
               "pyshl/_lock.h", "pyshl/_claims.h", "pyshl/_list.pxi"]
 
 extensions = [

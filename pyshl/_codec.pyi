@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pyshl._shm import SharedMemory
+from pyshl._views import SharedArray
 
 _Item = Union[int, float, bool, str, bytes, None]
 _T = TypeVar("_T", bound=_Item)
@@ -53,7 +54,7 @@ class ShareableList(_ExitsContext, Generic[_T]):
         stop: Optional[int] = None,
         *,
         dtype: Optional[npt.DTypeLike] = None,
-    ) -> np.ndarray[Any, np.dtype[Any]]: ...
+    ) -> "SharedArray": ...
     def __array__(
         self, dtype: Optional[npt.DTypeLike] = None, copy: Optional[bool] = None
     ) -> np.ndarray[Any, np.dtype[Any]]: ...
@@ -104,3 +105,22 @@ class Lock(_ExitsContext):
     def locked(self) -> bool: ...
     def __enter__(self) -> "Lock": ...
     def __reduce__(self) -> Any: ...
+
+_Index = Union[int, tuple[int, ...]]
+
+@overload
+def fetch_add(a: ShareableList[_T], index: int, value: Union[int, float]) -> _T: ...
+@overload
+def fetch_add(a: npt.NDArray[Any], index: _Index, value: Union[int, float]) -> Any: ...
+@overload
+def compare_exchange(a: ShareableList[_T], index: int, expected: _T, desired: _T) -> bool: ...
+@overload
+def compare_exchange(
+    a: npt.NDArray[Any], index: _Index, expected: Union[int, float], desired: Union[int, float]
+) -> bool: ...
+def add_at(
+    a: Union[ShareableList[Any], npt.NDArray[Any]],
+    indices: Union[npt.ArrayLike, tuple[npt.ArrayLike, ...]],
+    values: npt.ArrayLike,
+) -> None: ...
+def _learn_numpy(np: Any) -> bool: ...

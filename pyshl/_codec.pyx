@@ -31,5 +31,6 @@ include "_construction.pxi"   # plan, fill and publish a new segment; attach to 
 include "_scans.pxi"          # count, index and `in`, vectorised over runs of numbers
 include "_atomics.pxi"        # fetch_add, compare_exchange, load, store of one item
 include "_aggregate.pxi"      # add_at: each target's deltas combined, one atomic add each
+include "_elements.pxi"       # fetch_add, compare_exchange, add_at on NumPy arrays' elements
 include "_locks.pxi"          # Lock: a cross-process mutex in one int item
 include "_list.pxi"           # the ShareableList class and its iterator

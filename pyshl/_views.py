@@ -18,6 +18,8 @@ subclass) travel by reference through multiprocessing too, which pickles with
 every array that is not a window onto a pyshl segment to NumPy.
 """
 
+import errno
+import os
 import pickle
 import struct
 import sys
@@ -25,9 +27,9 @@ from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 
-from pyshl._codec import ShareableList
+from pyshl._codec import ShareableList, _learn_numpy
 from pyshl._mapping import Export
-from pyshl._shm import SharedMemory
+from pyshl._shm import SharedMemory, _segment_path, unlink_segment
 
 __all__ = ["SharedArray"]
 
@@ -244,6 +246,49 @@ class SharedArray(np.ndarray):
         """A copy in private memory: an ordinary array."""
         return self.view(np.ndarray).copy(order)
 
+    @property
+    def name(self):
+        """The name of the shared memory segment this array is in (None for
+        an array in private memory)."""
+        found = _export_of(self)
+        return None if found is None else found[0].mapping.name
+
+    def unlink(self):
+        """Remove the segment's name, as ``SharedMemory.unlink`` does: no new
+        process can attach it; the memory lives while any mapping of it does.
+        Raises FileNotFoundError if the name is gone, or names another
+        segment now."""
+        creator = self.__dict__.get("_creator")
+        if creator is not None:
+            creator[0].unlink()        # also stops the resource tracker unlinking it
+            return
+        found = _export_of(self)
+        if found is None:
+            raise ValueError("this array is not in a named shared memory segment")
+        mapping = found[0].mapping
+        try:
+            same = (lambda s: (s.st_dev, s.st_ino))(os.stat(_segment_path(mapping.name))) \
+                == mapping.identity
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise FileNotFoundError(errno.ENOENT, "no shared memory segment of this name "
+                                    "holds this array any more", mapping.name)
+        unlink_segment(mapping.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Unlink the segment if this handle created it (in this process:
+        a forked child's copy of the handle leaves it alone)."""
+        creator = self.__dict__.pop("_creator", None)
+        if creator is not None and creator[1] == os.getpid():
+            try:
+                creator[0].unlink()
+            except FileNotFoundError:
+                pass
+
     def __array_finalize__(self, obj):
         if not _dask_taught and "distributed" in sys.modules:
             _teach_dask()
@@ -284,5 +329,6 @@ def _reduce_ndarray(array):
 
 
 ForkingPickler.register(np.ndarray, _reduce_ndarray)
+_learn_numpy(np)
 if "distributed" in sys.modules:
     _teach_dask()

@@ -65,3 +65,22 @@ def raw_segment():
             shm.unlink()
         except FileNotFoundError:
             pass
+
+
+@pytest.fixture
+def shared():
+    """shared(fn, *args, **kw) calls a pyshl array constructor (pyshl.zeros,
+    pyshl.array, ...) and unlinks the array's segment after the test."""
+    made = []
+
+    def build(fn, *args, **kwargs):
+        array = fn(*args, **kwargs)
+        made.append(array.name)
+        return array
+
+    yield build
+    for name in made:
+        try:
+            pyshl.SharedMemory(name, track=False).unlink()
+        except FileNotFoundError:
+            pass

@@ -5,17 +5,30 @@ and by tests/fuzz_atheris.py (coverage-guided).  Run directly:
 
     python tests/hostile_ops.py SEED CASES
 """
+import io
+import pickle
 import random
 import struct
 import sys
 
 import numpy as np
 
+import pyshl
 from pyshl import ShareableList, SharedMemory
+
+_ARRAY_DTYPES = ["i1", "u2", "i4", "u8", "f4", "f8", "c8", "?", "S3", "U2", ">i8", "M8[s]",
+                 [("a", "i4"), ("b", "f8", (2,))]]
 
 
 def valid_segment(rng):
-    """The bytes of a valid list: mixed items, or one numeric type (for views)."""
+    """The bytes of a valid list (mixed items, or one numeric type, for
+    views), or a third of the time the .npy image of a shared array."""
+    if rng.random() < 1 / 3:
+        shape = tuple(rng.randrange(0, 5) for _ in range(rng.randrange(0, 4)))
+        array = np.zeros(shape, rng.choice(_ARRAY_DTYPES))
+        image = io.BytesIO()
+        np.save(image, array)
+        return bytearray(image.getvalue())
     items = []
     kinds = rng.choice([range(6), [0], [1], [2]])
     for _ in range(rng.randrange(0, 12)):
@@ -31,8 +44,17 @@ def valid_segment(rng):
 
 def mutate(rng, data):
     # Mostly small mutations, which keep a plausible header and reach deeper.
-    choice = rng.choice([0, 0, 0, 0, 1, 1, 2, 3])
-    if choice == 0 and data:              # flip bits
+    choice = rng.choice([0, 0, 0, 0, 1, 1, 2, 3, 4, 4])
+    if choice == 4 and data[:6] == b"\x93NUMPY":   # an array's header: edit its text
+        end = data.find(b"\n")
+        text = bytearray(data[10:end if end > 0 else len(data)])
+        for _ in range(rng.randrange(1, 4)):
+            if text:
+                i = rng.randrange(len(text))
+                text[i:i + rng.randrange(0, 4)] = rng.choice(
+                    [b"(", b")", b"[", b"'", b"9999999999", b"-1", b",", b"O", b"<f", b"", b"0"])
+        data = data[:10] + text + data[10 + len(text):]
+    elif choice == 0 and data:            # flip bits
         for _ in range(rng.randrange(1, 8)):
             i = rng.randrange(len(data))
             data[i] ^= 1 << rng.randrange(8)
@@ -54,6 +76,7 @@ def exercise(data, rng):
     shm = SharedMemory(create=True, size=max(len(data), 1), track=False)
     shm.buf[:len(data)] = data
     try:
+        exercise_array(shm.name)
         try:
             sl = ShareableList(name=shm.name)
         except ValueError:
@@ -85,6 +108,30 @@ def exercise(data, rng):
     finally:
         shm.close()
         shm.unlink()
+
+
+def exercise_array(name):
+    """Attach segment `name` as a shared array and use it, if it reads as one."""
+    try:
+        a = pyshl.attach(name)
+    except ValueError:
+        return False
+    ops = [lambda a: a.tolist(), lambda a: repr(a), lambda a: pickle.loads(pickle.dumps(a)),
+           lambda a: a.sum(), lambda a: a.reshape(-1)[::-1].copy(),
+           lambda a: pyshl.add_at(a, np.zeros(3, np.int64), 1),
+           lambda a: pyshl.add_at(a, (np.arange(2),) * a.ndim, 1),
+           lambda a: pyshl.fetch_add(a, (0,) * a.ndim, 1),
+           lambda a: pyshl.compare_exchange(a, (-1,) * a.ndim, 0, 1)]
+    # NumPy itself raises SystemError reading a str ('U') element that is
+    # not a code point: what another process wrote there is untrusted too.
+    tolerated = (ValueError, IndexError, TypeError, OverflowError) + \
+        ((SystemError,) if "U" in a.dtype.str or a.dtype.fields else ())
+    for op in ops:
+        try:
+            op(a)
+        except tolerated:
+            pass
+    return True
 
 
 def main(seed, cases):

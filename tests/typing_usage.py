@@ -40,3 +40,19 @@ def use_shared_memory() -> int:
         managed = smm.ShareableList([1.5, 2.5])
         size += int(managed[0])
     return size
+
+
+def use_shared_arrays() -> float:
+    import pyshl
+
+    with pyshl.zeros((4, 3), np.int32, name=None, track=None) as hist:
+        pyshl.add_at(hist, np.array([0, 1, 1]), 1)
+        pyshl.add_at(hist, (np.array([0]), np.array([2])), np.array([5]))
+        old = pyshl.fetch_add(hist, (0, 0), 1)
+        done: bool = pyshl.compare_exchange(hist, (0, 0), 2, 3)
+        same: pyshl.SharedArray = pyshl.attach(hist.name or "", readonly=True)
+        total = float(same.sum()) + float(old) + int(done)
+    for made in (pyshl.empty(3), pyshl.full(2, 1.5), pyshl.array([1, 2])):
+        total += float(made.sum())
+        made.unlink()
+    return total

@@ -1,0 +1,252 @@
+"""Shared NumPy arrays by name: segments that are the image of a .npy file.
+
+A segment made by ``pyshl.empty``/``zeros``/``full``/``array`` holds exactly
+what ``np.save`` would write to a file -- the magic string, a header naming
+the dtype and shape, padding to 64 bytes, then the data in C order -- so
+``np.load("/dev/shm/NAME", mmap_mode="r")`` reads it without pyshl, and
+``pyshl.attach(NAME)`` needs nothing but the name.  Attaching treats the header
+as untrusted input: it is copied out, parsed without evaluating code, and
+checked against the segment's size before any array is made.
+"""
+
+import ast
+import operator
+import os
+import struct
+
+import numpy as np
+
+from pyshl._shm import SharedMemory
+from pyshl._views import SharedArray
+
+__all__ = ["array", "attach", "empty", "full", "zeros"]
+
+_MAGIC = b"\x93NUMPY"
+_ALIGN = 64                  # where the data starts: a multiple of this
+_HEADER_LIMIT = 1 << 20      # a longer header is refused unread
+_NESTING_LIMIT = 64          # brackets in a header (structured dtypes nest)
+
+
+def _header_bytes(dtype, shape):
+    """The .npy prefix for an array: magic, version, header length, header
+    padded with spaces and a newline to a multiple of 64 bytes.  Version 1.0
+    unless the header needs 2.0 (over 64 KiB) or 3.0 (non-Latin-1 names)."""
+    text = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (
+        np.lib.format.dtype_to_descr(dtype), tuple(shape))
+    try:
+        encoded = text.encode("latin1")
+        versions = (1, 2)
+    except UnicodeEncodeError:
+        encoded = text.encode("utf8")
+        versions = (3,)
+    for version in versions:
+        length_bytes = 2 if version == 1 else 4
+        prefix = len(_MAGIC) + 2 + length_bytes
+        total = -(-(prefix + len(encoded) + 1) // _ALIGN) * _ALIGN
+        header_length = total - prefix
+        if length_bytes == 2 and header_length > 0xFFFF:
+            continue
+        header = encoded + b" " * (header_length - len(encoded) - 1) + b"\n"
+        return (_MAGIC + bytes([version, 0]) +
+                struct.pack("<H" if length_bytes == 2 else "<I", header_length) + header)
+    raise AssertionError("unreachable")
+
+
+def _check_dtype(dtype, what="a shared array"):
+    if dtype.hasobject:
+        raise TypeError("%s cannot hold Python objects (dtype %s): its memory is shared "
+                        "with other processes" % (what, dtype))
+    if dtype.itemsize == 0 and dtype.kind in "SUV":
+        raise TypeError("%s needs a fixed-size dtype, not %s" % (what, dtype))
+
+
+def _shape_arg(shape):
+    try:
+        shape = (operator.index(shape),)
+    except TypeError:
+        try:
+            shape = tuple(operator.index(n) for n in shape)
+        except TypeError:
+            raise TypeError("shape must be an int or a sequence of ints, not %r"
+                            % (shape,)) from None
+    if any(n < 0 for n in shape):
+        raise ValueError("negative dimensions are not allowed")
+    return shape
+
+
+def _create(shape, dtype, name, track, fill):
+    """A new segment holding one array of this shape and dtype; `fill(array)`
+    writes its contents.  A failure leaves no segment behind."""
+    dtype = np.dtype(dtype)
+    _check_dtype(dtype)
+    header = _header_bytes(dtype, shape)
+    nbytes = dtype.itemsize
+    for n in shape:
+        nbytes *= n
+    shm = SharedMemory(name, create=True, size=len(header) + nbytes, track=track)
+    try:
+        mapping = shm._mmap
+        export = mapping.export()
+        memoryview(export)[:len(header)] = header
+        array = np.ndarray(shape, dtype, buffer=export, offset=len(header)).view(SharedArray)
+        if fill is not None:
+            fill(array)
+    except BaseException:
+        shm.close()
+        shm.unlink()
+        raise
+    shm.close()         # the array holds the mapping
+    array._creator = (shm, os.getpid())
+    return array
+
+
+def empty(shape, dtype=float, *, name=None, track=None):
+    """A new shared array of this shape and dtype (its contents are zeros, as
+    a new segment's are), in a segment of its own: ``numpy.empty`` for
+    memory that other processes attach by name.
+
+    ``name`` names the segment (a random ``psm_...`` name if None); ``track``
+    registers it with the resource tracker, which unlinks it when this
+    process exits (default: yes, as for a new ShareableList).  Any
+    fixed-size dtype without Python objects; any shape, 0-d and empty
+    included; C order.  Returns a SharedArray.
+    """
+    return _create(_shape_arg(shape), dtype, name, track, None)
+
+
+def zeros(shape, dtype=float, *, name=None, track=None):
+    """A new shared array of zeros: ``numpy.zeros`` in a named segment (see empty)."""
+    return _create(_shape_arg(shape), dtype, name, track, None)
+
+
+def full(shape, fill_value, dtype=None, *, name=None, track=None):
+    """A new shared array filled with ``fill_value``: ``numpy.full`` in a
+    named segment (see empty)."""
+    shape = _shape_arg(shape)
+    if dtype is None:
+        dtype = np.array(fill_value).dtype
+    value = np.array(fill_value, dtype=dtype)     # converted before the segment exists
+
+    def fill(array):
+        np.copyto(array, value, casting="unsafe")
+    return _create(shape, dtype, name, track, fill)
+
+
+def array(obj, dtype=None, *, name=None, track=None):
+    """A copy of any array-like in a new named segment: ``numpy.array`` for
+    shared memory (see empty).  The copy is C-ordered."""
+    source = np.asarray(obj, dtype=dtype)         # converted before the segment exists
+    _check_dtype(source.dtype)
+
+    def fill(array):
+        np.copyto(array, source, casting="no")
+    return _create(source.shape, source.dtype, name, track, fill)
+
+
+def _nesting(text):
+    """How deeply brackets nest in `text`, outside its string literals."""
+    depth = deepest = 0
+    quote = None
+    escaped = False
+    for c in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth -= 1
+    return deepest
+
+
+def _parse_header(memory, size, written, name):
+    """(dtype, shape, fortran_order, data offset) from the .npy header at the
+    start of `memory`, a segment of `size` bytes of which the first
+    `written` may be read.  Every field is checked; anything wrong raises
+    ValueError."""
+    def refuse(why):
+        return ValueError("shared memory segment %r does not hold a shared array: %s"
+                          % (name, why))
+
+    if written < len(_MAGIC) + 4 or bytes(memory[:len(_MAGIC)]) != _MAGIC:
+        raise refuse("no .npy header (pyshl.attach attaches arrays that pyshl.empty, "
+                     "zeros, full or array made, or any .npy image)")
+    major, minor = memory[6], memory[7]
+    if major not in (1, 2, 3) or minor != 0:
+        raise refuse("unknown .npy format version %d.%d" % (major, minor))
+    length_bytes = 2 if major == 1 else 4
+    prefix = len(_MAGIC) + 2 + length_bytes
+    if written < prefix:
+        raise refuse("the header is cut short")
+    header_length = struct.unpack("<H" if length_bytes == 2 else "<I",
+                                  bytes(memory[8:prefix]))[0]
+    if header_length > _HEADER_LIMIT:
+        raise refuse("a header of %d bytes (the limit is %d)" % (header_length, _HEADER_LIMIT))
+    end = prefix + header_length
+    if end > size:
+        raise refuse("the header runs past the end of the segment")
+    if end > written:
+        raise refuse("the header is on pages that were never written (a sparse file)")
+    raw = bytes(memory[prefix:end])              # a private copy: parsed from here on
+    try:
+        text = raw.decode("utf8" if major == 3 else "latin1")
+    except UnicodeDecodeError:
+        raise refuse("the header is not valid UTF-8") from None
+    if _nesting(text) > _NESTING_LIMIT:
+        raise refuse("the header nests brackets more than %d deep" % _NESTING_LIMIT)
+    try:
+        fields = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise refuse("the header is not a Python literal") from None
+    if not isinstance(fields, dict) or set(fields) != {"descr", "fortran_order", "shape"}:
+        raise refuse("the header is not a dict of descr, fortran_order and shape")
+    shape, fortran_order = fields["shape"], fields["fortran_order"]
+    if not isinstance(fortran_order, bool):
+        raise refuse("fortran_order is %r" % (fortran_order,))
+    if not isinstance(shape, tuple) or len(shape) > 64 or \
+            not all(type(n) is int and n >= 0 for n in shape):
+        raise refuse("the shape %.100r is not a tuple of non-negative ints" % (shape,))
+    try:
+        dtype = np.lib.format.descr_to_dtype(fields["descr"])
+    except Exception as exc:     # NumPy raises many kinds for a bad descr
+        raise refuse("the dtype %.100r is not one NumPy reads (%s)"
+                     % (fields["descr"], type(exc).__name__)) from None
+    if dtype.hasobject:
+        raise refuse("its dtype %s holds Python objects, which cannot be shared" % dtype)
+    nbytes = dtype.itemsize
+    for n in shape:
+        nbytes *= n
+    if end + nbytes > size:
+        raise refuse("%s of %s takes %d bytes from offset %d, but the segment has %d"
+                     % (shape, dtype, nbytes, end, size))
+    if end + nbytes > written:
+        raise refuse("its data is on pages that were never written (a sparse file)")
+    return dtype, shape, fortran_order, end
+
+
+def attach(name, *, readonly=False):
+    """The shared array in segment ``name``, as a SharedArray over the same
+    memory: O(1), whatever its size.  The dtype and shape come from the
+    segment's header (see pyshl.empty); a segment that does not hold a valid
+    one raises ValueError.  ``readonly=True`` maps it read-only.  Attaching
+    never registers the segment with the resource tracker, so this process
+    never unlinks it unless asked to (``a.unlink()``)."""
+    segment = SharedMemory(name, track=False, readonly=bool(readonly))
+    try:
+        mapping = segment._mmap
+        export = mapping.export()
+        dtype, shape, fortran_order, offset = _parse_header(
+            memoryview(export), len(mapping), mapping.first_hole, name)
+        array = np.ndarray(shape, dtype, buffer=export, offset=offset,
+                           order="F" if fortran_order else "C")
+    finally:
+        segment.close()            # the array holds the mapping
+    return array.view(SharedArray)
+

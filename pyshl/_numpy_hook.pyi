@@ -1,0 +1,3 @@
+"""Type stubs for pyshl._numpy_hook: pyshl's NumPy set-up, run when NumPy is imported."""
+
+def when_numpy_imported() -> None: ...
