@@ -1,19 +1,22 @@
-"""The pyshl command line: see, inspect and remove shared lists; benchmark; demo.
+"""The pyshl command line: see, inspect and remove shared lists and arrays; benchmark; demo.
 
     pyshl ls [--all] [--json]          python -m pyshl works the same way
     pyshl show NAME [--json] [--limit N]
-    pyshl rm NAME [NAME ...]
+    pyshl rm [--force] NAME [NAME ...]
+    pyshl rm --unused [--older-than AGE] [--dry-run]
     pyshl bench [-n N] [--repeat R]
-    pyshl demo [--workers W] [--requests R]
+    pyshl demo [--workers W] [--requests R] [--arrays]
 
 Exit codes: 0 success, 1 a command failed (a missing segment, say), 2 bad usage.
 """
 
 import argparse
 import json
+import os
 import sys
 
-# Nothing imported here may import NumPy: ls, show and rm must not pay for it.
+# Nothing imported here may import NumPy: ls, show (of a list) and rm must
+# not pay for it.
 import pyshl
 from pyshl import _bench, _segments
 from pyshl._shm import unlink_segment
@@ -36,30 +39,47 @@ def positive_int(text):
 
 # -- ls ---------------------------------------------------------------------------
 
+def _pids(pids):
+    if not pids:
+        return "-"
+    shown = ",".join(str(p) for p in pids[:4])
+    return shown + (" +%d" % (len(pids) - 4) if len(pids) > 4 else "")
+
+
+def _shape(shape):
+    return "(%s)" % ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") \
+        if shape else "()"
+
+
 def cmd_ls(args):
     entries = _segments.segments(include_all=args.all)
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
     if not entries:
-        print("no %s in %s" % ("segments" if args.all else "ShareableLists", _segments.SHM_DIR))
+        print("no %s in %s" % ("segments" if args.all else "ShareableLists or shared arrays",
+                               _segments.SHM_DIR))
         return 0
     rows = []
     for e in entries:
         size = format(e["bytes"], ",") if "bytes" in e else "-"    # none for a symlink...
         if "error" in e:
-            items, types, why = "-", ("(unreadable)" if e.get("unreadable")
-                                      else "(not a ShareableList)"), e["error"]
+            kind, items, types, why = "-", "-", ("(unreadable)" if e.get("unreadable") else
+                                                 "(not a list or array)"), e["error"]
+        elif e["kind"] == "array":
+            kind, items, why = "array", format(e["elements"], ","), ""
+            types = "%s %s" % (e["dtype"], _shape(e["shape"]))
         else:
-            items, types, why = format(e["items"], ","), _segments.types_summary(e["types"]), ""
-        rows.append((e["name"], items, size, types, e["owner"], _segments.age(e["age_seconds"]),
-                     why))
-    # WHY (an entry is not a list) is a column only when there are such entries (--all).
-    rows.insert(0, ("NAME", "ITEMS", "BYTES", "TYPES", "OWNER", "AGE",
+            kind, items, why = "list", format(e["items"], ","), ""
+            types = _segments.types_summary(e["types"])
+        rows.append((e["name"], kind, items, size, types, e["owner"],
+                     _segments.age(e["age_seconds"]), _pids(e.get("mapped_by")), why))
+    # WHY (an entry is neither) is a column only when there are such entries (--all).
+    rows.insert(0, ("NAME", "KIND", "ITEMS", "BYTES", "TYPES", "OWNER", "AGE", "MAPPED BY",
                     "WHY" if any(r[-1] for r in rows) else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(cell.rjust(w) if i in (1, 2) else cell.ljust(w)
+        print("  ".join(cell.rjust(w) if i in (2, 3) else cell.ljust(w)
                         for i, (cell, w) in enumerate(zip(r, widths))).rstrip())
     return 0
 
@@ -86,8 +106,11 @@ def cmd_show(args):
         with _segments.inspected(args.name) as (entry, sl):
             if entry.get("unreadable"):      # no permission, or a sparse file
                 return _fail("cannot read %r: %s" % (args.name, entry["error"]))
+            if entry.get("kind") == "array":
+                return _show_array(args, entry)
             if sl is None:
-                return _fail("%r is not a ShareableList: %s" % (args.name, entry["error"]))
+                return _fail("%r is neither a ShareableList nor a shared array: %s"
+                             % (args.name, entry["error"]))
             indexes = _shown_indexes(len(sl), args.limit)
             items = [(k,) + _read(sl, k) for k in indexes]
             fmt = "".join(sl._get_packing_format(k) for k in indexes)
@@ -109,6 +132,7 @@ def cmd_show(args):
                                                  _segments.types_summary(entry["types"])))
     print("format:  %s%s" % (fmt[:70], "…" if truncated or len(fmt) > 70 else ""))
     print("owner:   %s, modified %s ago" % (entry["owner"], _segments.age(entry["age_seconds"])))
+    print("mapped:  %s" % _mapped_text(entry))
     previous = -1
     for k, value, err in items:
         if k != previous + 1:
@@ -118,10 +142,79 @@ def cmd_show(args):
     return 0
 
 
+def _mapped_text(entry):
+    pids = entry.get("mapped_by") or []
+    return "by pid%s %s" % ("s" if len(pids) > 1 else "", ", ".join(map(str, pids))) if pids \
+        else "by no process this user can see"
+
+
+def _show_array(args, entry):
+    """A shared array's header and a summary (NumPy is imported for this)."""
+    import numpy as np
+
+    from pyshl._arrays import attach
+    try:
+        array = attach(args.name, readonly=True)
+    except (OSError, ValueError) as exc:
+        return _fail("cannot read %r: %s" % (args.name, exc))
+    summary = {}
+    if array.size and array.dtype.kind in "biuf":
+        summary = {"min": array.min().item(), "max": array.max().item(),
+                   "sum": array.sum(dtype=np.float64 if array.dtype.kind == "f"
+                                    else None).item()}
+    flat = array.reshape(-1)
+    first = flat[:args.limit].tolist()
+    if args.json:
+        entry.update(numpy_dtype=str(array.dtype), summary={
+            k: _segments.json_value(v) for k, v in summary.items()},
+            first=[_segments.json_value(v if not isinstance(v, bytes) else v)
+                   for v in first] if array.dtype.kind in "biufSU" else None,
+            truncated=array.size > args.limit)
+        print(json.dumps(entry, indent=2, allow_nan=False, default=str))
+        return 0
+    print("name:    %s" % entry["name"])
+    print("array:   %s %s, %s elements, data at byte %d%s" % (
+        array.dtype, _shape(array.shape), format(array.size, ","), entry["data_offset"],
+        ", Fortran order" if entry.get("fortran_order") else ""))
+    print("size:    %s bytes" % format(entry["bytes"], ","))
+    print("owner:   %s, modified %s ago" % (entry["owner"], _segments.age(entry["age_seconds"])))
+    print("mapped:  %s" % _mapped_text(entry))
+    if summary:
+        print("summary: min %r, max %r, sum %r" % (summary["min"], summary["max"],
+                                                   summary["sum"]))
+    print("first:   %s%s" % (", ".join(repr(v) for v in first),
+                            " …" if array.size > args.limit else ""))
+    return 0
+
+
 # -- rm ---------------------------------------------------------------------------
 
+def _remove(name, dry_run=False):
+    """Unlink segment `name`; 0 if done, else 1 (the failure said)."""
+    if dry_run:
+        print("would remove %s" % name)
+        return 0
+    try:
+        unlink_segment(name)
+    except FileNotFoundError:
+        return _fail("no shared memory segment named %r" % name)
+    except (ValueError, OSError) as exc:
+        return _fail("cannot remove %r: %s" % (name, exc))
+    print("removed %s" % name)
+    return 0
+
+
 def cmd_rm(args):
+    if args.unused:
+        if args.names or args.force:
+            args.parser.error("rm --unused takes no names and no --force")
+        return _remove_unused(args)
+    if not args.names:
+        args.parser.error("rm needs segment names, or --unused")
+    if args.older_than is not None or args.dry_run:
+        args.parser.error("--older-than and --dry-run go with --unused")
     status = 0
+    mapped = None if args.force else _segments.mappers()
     for name in args.names:
         try:
             other = _segments.other_kind(name)
@@ -131,14 +224,38 @@ def cmd_rm(args):
             status = _fail("not removing %r: it is %s, not a shared memory segment"
                            % (name, other))
             continue
-        try:
-            unlink_segment(name)
-        except FileNotFoundError:
-            status = _fail("no shared memory segment named %r" % name)
-        except (ValueError, OSError) as exc:
-            status = _fail("cannot remove %r: %s" % (name, exc))
+        if mapped is not None:
+            try:
+                info = os.lstat(_segments._path(name))
+                pids = sorted(mapped.get((info.st_dev, info.st_ino), ()))
+            except OSError:
+                pids = []
+            if pids:
+                status = _fail("not removing %r: %s maps it (--force removes it anyway; "
+                               "processes that map it keep their memory)"
+                               % (name, "pid%s %s" % ("s" if len(pids) > 1 else "",
+                                                      ", ".join(map(str, pids)))))
+                continue
+        status = _remove(name) or status
+    return status
+
+
+def _remove_unused(args):
+    """Every ShareableList and shared array no process maps (that this user
+    can see), at least --older-than old."""
+    status = 0
+    removed = 0
+    for entry in _segments.segments():
+        if "kind" not in entry or entry.get("mapped_by"):
+            continue
+        if args.older_than is not None and entry["age_seconds"] < args.older_than:
+            continue
+        if _remove(entry["name"], args.dry_run):
+            status = 1
         else:
-            print("removed %s" % name)
+            removed += 1
+    if not removed and not status:
+        print("nothing to remove")
     return status
 
 
@@ -211,10 +328,23 @@ def parser():
                       help="show at most N items (default 20)")
 
     rm = _command(commands, cmd_rm, "rm", help="unlink segments",
-        description="Unlink shared memory segments by name.  Processes that have them "
-                    "open keep them until they close; the name is gone at once.  Entries "
-                    "that are not segments (symlinks, directories...) are left alone.")
-    rm.add_argument("names", nargs="+", metavar="NAME")
+        description="Unlink shared memory segments by name, or every ShareableList and "
+                    "shared array that no process maps (--unused).  A segment that a "
+                    "process maps (as /proc/*/maps shows: all processes for root, a user's "
+                    "own otherwise, none in other containers) is left alone unless "
+                    "--force.  Processes that map a removed segment keep its memory; the "
+                    "name is gone at once.  Entries that are not segments (symlinks, "
+                    "directories...) are left alone.")
+    rm.set_defaults(parser=rm)
+    rm.add_argument("names", nargs="*", metavar="NAME")
+    rm.add_argument("--force", action="store_true",
+                    help="remove named segments even if processes map them")
+    rm.add_argument("--unused", action="store_true",
+                    help="remove every ShareableList and shared array that no process maps")
+    rm.add_argument("--older-than", type=_segments.parse_age, metavar="AGE",
+                    help="with --unused: only those not modified for AGE (90s, 15m, 3h, 2d)")
+    rm.add_argument("--dry-run", action="store_true",
+                    help="with --unused: print what would be removed, remove nothing")
 
     bench = _command(
         commands, cmd_bench, "bench", help="self-check, then time pyshl against the stdlib",

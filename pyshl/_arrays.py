@@ -9,22 +9,18 @@ as untrusted input: it is copied out, parsed without evaluating code, and
 checked against the segment's size before any array is made.
 """
 
-import ast
 import operator
 import os
 import struct
 
 import numpy as np
 
+from pyshl._npy import ALIGN, MAGIC, read_header, refusal
 from pyshl._shm import SharedMemory
 from pyshl._views import SharedArray
 
 __all__ = ["array", "attach", "empty", "full", "zeros"]
 
-_MAGIC = b"\x93NUMPY"
-_ALIGN = 64                  # where the data starts: a multiple of this
-_HEADER_LIMIT = 1 << 20      # a longer header is refused unread
-_NESTING_LIMIT = 64          # brackets in a header (structured dtypes nest)
 
 
 def _header_bytes(dtype, shape):
@@ -41,13 +37,13 @@ def _header_bytes(dtype, shape):
         versions = (3,)
     for version in versions:
         length_bytes = 2 if version == 1 else 4
-        prefix = len(_MAGIC) + 2 + length_bytes
-        total = -(-(prefix + len(encoded) + 1) // _ALIGN) * _ALIGN
+        prefix = len(MAGIC) + 2 + length_bytes
+        total = -(-(prefix + len(encoded) + 1) // ALIGN) * ALIGN
         header_length = total - prefix
         if length_bytes == 2 and header_length > 0xFFFF:
             continue
         header = encoded + b" " * (header_length - len(encoded) - 1) + b"\n"
-        return (_MAGIC + bytes([version, 0]) +
+        return (MAGIC + bytes([version, 0]) +
                 struct.pack("<H" if length_bytes == 2 else "<I", header_length) + header)
     raise AssertionError("unreachable")
 
@@ -143,91 +139,26 @@ def array(obj, dtype=None, *, name=None, track=None):
     return _create(source.shape, source.dtype, name, track, fill)
 
 
-def _nesting(text):
-    """How deeply brackets nest in `text`, outside its string literals."""
-    depth = deepest = 0
-    quote = None
-    escaped = False
-    for c in text:
-        if quote:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif c in "([{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in ")]}":
-            depth -= 1
-    return deepest
-
-
 def _parse_header(memory, size, written, name):
     """(dtype, shape, fortran_order, data offset) from the .npy header at the
-    start of `memory`, a segment of `size` bytes of which the first
-    `written` may be read.  Every field is checked; anything wrong raises
-    ValueError."""
-    def refuse(why):
-        return ValueError("shared memory segment %r does not hold a shared array: %s"
-                          % (name, why))
-
-    if written < len(_MAGIC) + 4 or bytes(memory[:len(_MAGIC)]) != _MAGIC:
-        raise refuse("no .npy header (pyshl.attach attaches arrays that pyshl.empty, "
-                     "zeros, full or array made, or any .npy image)")
-    major, minor = memory[6], memory[7]
-    if major not in (1, 2, 3) or minor != 0:
-        raise refuse("unknown .npy format version %d.%d" % (major, minor))
-    length_bytes = 2 if major == 1 else 4
-    prefix = len(_MAGIC) + 2 + length_bytes
-    if written < prefix:
-        raise refuse("the header is cut short")
-    header_length = struct.unpack("<H" if length_bytes == 2 else "<I",
-                                  bytes(memory[8:prefix]))[0]
-    if header_length > _HEADER_LIMIT:
-        raise refuse("a header of %d bytes (the limit is %d)" % (header_length, _HEADER_LIMIT))
-    end = prefix + header_length
-    if end > size:
-        raise refuse("the header runs past the end of the segment")
-    if end > written:
-        raise refuse("the header is on pages that were never written (a sparse file)")
-    raw = bytes(memory[prefix:end])              # a private copy: parsed from here on
+    start of `memory` (see _npy.read_header): a dtype NumPy reads, with no
+    Python objects, and data that fits the segment's written pages."""
+    descr, shape, fortran_order, end = read_header(memory, size, written, name)
     try:
-        text = raw.decode("utf8" if major == 3 else "latin1")
-    except UnicodeDecodeError:
-        raise refuse("the header is not valid UTF-8") from None
-    if _nesting(text) > _NESTING_LIMIT:
-        raise refuse("the header nests brackets more than %d deep" % _NESTING_LIMIT)
-    try:
-        fields = ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        raise refuse("the header is not a Python literal") from None
-    if not isinstance(fields, dict) or set(fields) != {"descr", "fortran_order", "shape"}:
-        raise refuse("the header is not a dict of descr, fortran_order and shape")
-    shape, fortran_order = fields["shape"], fields["fortran_order"]
-    if not isinstance(fortran_order, bool):
-        raise refuse("fortran_order is %r" % (fortran_order,))
-    if not isinstance(shape, tuple) or len(shape) > 64 or \
-            not all(type(n) is int and n >= 0 for n in shape):
-        raise refuse("the shape %.100r is not a tuple of non-negative ints" % (shape,))
-    try:
-        dtype = np.lib.format.descr_to_dtype(fields["descr"])
+        dtype = np.lib.format.descr_to_dtype(descr)
     except Exception as exc:     # NumPy raises many kinds for a bad descr
-        raise refuse("the dtype %.100r is not one NumPy reads (%s)"
-                     % (fields["descr"], type(exc).__name__)) from None
+        raise refusal(name, "the dtype %.100r is not one NumPy reads (%s)"
+                      % (descr, type(exc).__name__)) from None
     if dtype.hasobject:
-        raise refuse("its dtype %s holds Python objects, which cannot be shared" % dtype)
+        raise refusal(name, "its dtype %s holds Python objects, which cannot be shared" % dtype)
     nbytes = dtype.itemsize
     for n in shape:
         nbytes *= n
     if end + nbytes > size:
-        raise refuse("%s of %s takes %d bytes from offset %d, but the segment has %d"
-                     % (shape, dtype, nbytes, end, size))
+        raise refusal(name, "%s of %s takes %d bytes from offset %d, but the segment has %d"
+                      % (shape, dtype, nbytes, end, size))
     if end + nbytes > written:
-        raise refuse("its data is on pages that were never written (a sparse file)")
+        raise refusal(name, "its data is on pages that were never written (a sparse file)")
     return dtype, shape, fortran_order, end
 
 

@@ -1,10 +1,13 @@
 """Finding and describing the shared memory segments in /dev/shm (for the CLI).
 
 Inspecting only reads: entries are lstat'ed (symlinks are never followed, FIFOs
-never opened) and lists are attached read-only, so whoever may read a segment
-can inspect it, and inspecting can never change it.  Nothing is read past a
-segment's first unwritten page (the core checks), so inspecting never
-allocates one.
+never opened), lists are attached read-only and arrays' headers read from a
+read-only mapping, so whoever may read a segment can inspect it, and
+inspecting can never change it.  Nothing is read past a segment's first
+unwritten page (the core checks), so inspecting never allocates one.  Which
+processes map a segment is read from /proc/*/maps, as fuser does: processes
+of other users are seen only by root, and processes in other PID namespaces
+(other containers) not at all.
 """
 
 import contextlib
@@ -17,6 +20,8 @@ import struct
 import time
 
 from pyshl._codec import ShareableList
+from pyshl._npy import read_header, simple_dtype
+from pyshl._shm import SharedMemory
 
 SHM_DIR = "/dev/shm"
 
@@ -97,16 +102,78 @@ def _attach_list(name, size):
     return None, reason, False
 
 
+def mappers():
+    """{(st_dev, st_ino): set of pids} for the segments in /dev/shm that
+    processes this user may inspect map (this process left out)."""
+    found = {}
+    me = str(os.getpid())
+    prefix = SHM_DIR + "/"
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and p != me]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open("/proc/%s/maps" % pid, "rb") as f:
+                lines = f.read().decode("utf8", "replace").splitlines()
+        except OSError:          # gone, or not ours to read
+            continue
+        for line in lines:
+            fields = line.split(None, 5)
+            if len(fields) < 6 or not fields[5].startswith(prefix) or \
+                    fields[5].endswith(" (deleted)"):
+                continue
+            try:
+                major, minor = (int(x, 16) for x in fields[3].split(":"))
+                key = (os.makedev(major, minor), int(fields[4]))
+            except ValueError:
+                continue
+            found.setdefault(key, set()).add(int(pid))
+    return found
+
+
+def _attach_array(name, size):
+    """A description of the shared array in segment `name` (dtype, shape,
+    elements), read from its .npy header without NumPy; or (None, why not)."""
+    try:
+        shm = SharedMemory(name, track=False, readonly=True)
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
+    try:
+        try:
+            descr, shape, fortran, offset = read_header(shm.buf, size, shm._mmap.first_hole,
+                                                        name)
+        except ValueError as exc:
+            return None, str(exc).partition("shared array: ")[2] or str(exc)
+        dtype, itemsize = simple_dtype(descr)
+        elements = 1
+        for n in shape:
+            elements *= n
+        if itemsize is not None and offset + itemsize * elements > size:
+            return None, "%s of %s takes %s bytes, more than the segment has" % (
+                shape, dtype, format(itemsize * elements, ","))
+        described = {"dtype": dtype, "shape": list(shape), "elements": elements,
+                     "data_offset": offset}
+        if fortran:
+            described["fortran_order"] = True
+        return described, None
+    finally:
+        shm.close()
+
+
 @contextlib.contextmanager
-def inspected(name):
+def inspected(name, mapped=None):
     """Yield (description, list) for entry `name` in /dev/shm.
 
     The description is a dict: name, bytes (of a segment), owner, age_seconds,
-    then items and types for a ShareableList, or "error" saying why it is not
-    one, with "unreadable": true when it may be one that cannot be read (no
-    permission, or a sparse file).  The list is attached read-only (None if
-    it is not one) and closed when the block ends.  Raises FileNotFoundError
-    if there is no such entry.
+    mapped_by (the pids that map it, as mappers() sees them; `mapped` is
+    mappers()'s result if the caller has it), kind ("list" or "array"),
+    then items and types for a ShareableList, dtype, shape and elements for
+    a shared array, or "error" saying why it is neither, with "unreadable":
+    true when it may be one that cannot be read (no permission, or a sparse
+    file).  The list is attached read-only (None if it is not one) and
+    closed when the block ends.  Raises FileNotFoundError if there is no
+    such entry.
     """
     path = _path(name)
     info = os.lstat(path)                # never follows a symlink
@@ -116,7 +183,19 @@ def inspected(name):
     if reason:
         del entry["bytes"]               # a symlink's or a directory's size means nothing here
     else:
+        if mapped is None:
+            mapped = mappers()
+        entry["mapped_by"] = sorted(mapped.get((info.st_dev, info.st_ino), ()))
         sl, reason, unreadable = _attach_list(name, info.st_size)
+        if sl is None and not unreadable:
+            array, why = _attach_array(name, info.st_size)
+            if array is not None:
+                entry.update(kind="array", **array)
+                yield entry, None
+                return
+            if not why.startswith("no .npy header"):
+                reason = "a .npy header, but " + why
+                unreadable = "(a sparse file)" in why
     if sl is None:
         entry["error"] = reason
         if unreadable:
@@ -124,30 +203,47 @@ def inspected(name):
         yield entry, None
         return
     try:
-        entry.update(items=len(sl), types=sl._type_counts())
+        entry.update(kind="list", items=len(sl), types=sl._type_counts())
         yield entry, sl
     finally:
         sl.close()
 
 
-def describe(name):
+def describe(name, mapped=None):
     """The description of entry `name`, as inspected() gives it."""
-    with inspected(name) as (entry, _):
+    with inspected(name, mapped) as (entry, _):
         return entry
 
 
 def segments(include_all=False):
-    """Descriptions of the entries in /dev/shm: the ShareableLists (and the
-    segments that may be ones but cannot be read), or all of them."""
+    """Descriptions of the entries in /dev/shm: the ShareableLists and shared
+    arrays (and the segments that may be ones but cannot be read), or all of
+    them."""
     found = []
+    mapped = mappers()
     for name in sorted(os.listdir(SHM_DIR)):
         try:
-            entry = describe(name)
+            entry = describe(name, mapped)
         except FileNotFoundError:
             continue   # gone meanwhile
         if include_all or "error" not in entry or entry.get("unreadable"):
             found.append(entry)
     return found
+
+
+def parse_age(text):
+    """Seconds from "90", "90s", "15m", "3h" or "2d" (an argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        import argparse
+        raise argparse.ArgumentTypeError("an age is a number of seconds, or a number with "
+                                         "s, m, h or d, not %r" % text)
+    return value * units[unit]
 
 
 def age(seconds):

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def test_ls_lists_shareable_lists(make, raw_segment):
     assert "52" in line and "int 50, None 1, str 1" in line and format(sl.shm.size, ",") in line
     assert other not in proc.stdout
     everything = pyshl("ls", "--all")
-    assert other in everything.stdout and "(not a ShareableList)" in everything.stdout
+    assert other in everything.stdout and "(not a list or array)" in everything.stdout
 
 
 def test_ls_json(make, raw_segment):
@@ -96,7 +97,7 @@ def test_failures_exit_1_with_a_message(args, message):
 def test_show_of_a_segment_that_is_not_a_list(raw_segment, data):
     proc = pyshl("show", raw_segment(data))
     assert_one_line_failure(proc)
-    assert "is not a ShareableList: " in proc.stderr
+    assert "is neither a ShareableList nor a shared array: " in proc.stderr
     assert proc.stderr.count("ShareableList") == 1      # said once, not twice
 
 
@@ -107,13 +108,13 @@ def test_a_zero_filled_block_is_not_an_empty_list(make, raw_segment):
     listed = pyshl("ls").stdout
     assert zeros not in listed and empty.shm.name in listed
     line = next(x for x in pyshl("ls", "--all").stdout.splitlines() if x.startswith(zeros))
-    assert "(not a ShareableList)" in line
+    assert "(not a list or array)" in line
     assert "4,096 bytes, but a list of 0 items with a 0-byte data area is 16 bytes" in line
     entries = ls_json("--all")
     assert "16 bytes" in entries[zeros]["error"] and entries[empty.shm.name]["items"] == 0
     proc = pyshl("show", zeros)
     assert_one_line_failure(proc)
-    assert "is not a ShareableList: 4,096 bytes" in proc.stderr
+    assert "is neither a ShareableList nor a shared array: 4,096 bytes" in proc.stderr
     assert pyshl("show", empty.shm.name).returncode == 0
 
 
@@ -217,7 +218,7 @@ def test_ls_lists_no_entry_that_is_not_a_segment(not_segments):
     lines = pyshl("ls", "--all", timeout=60).stdout.splitlines()
     for name, what in not_segments.items():
         line = next(x for x in lines if x.startswith(name + " "))
-        assert "(not a ShareableList)" in line and what in line.lower()
+        assert "(not a list or array)" in line and what in line.lower()
     entries = ls_json("--all")
     for name, what in not_segments.items():
         assert what in entries[name]["error"].lower()
@@ -228,7 +229,7 @@ def test_show_and_rm_refuse_entries_that_are_not_segments(not_segments):
     for name, what in not_segments.items():
         proc = pyshl("show", name, timeout=60)
         assert_one_line_failure(proc)
-        assert "not a ShareableList" in proc.stderr and what in proc.stderr.lower()
+        assert "neither a ShareableList" in proc.stderr and what in proc.stderr.lower()
     proc = pyshl("rm", *not_segments, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and not proc.stdout
     assert len(proc.stderr.splitlines()) == len(not_segments)
@@ -278,7 +279,7 @@ def test_another_users_private_list_is_unreadable_not_said_not_a_list(make):
     proc = as_nobody("-m", "pyshl", "show", sl.shm.name)
     assert_one_line_failure(proc)
     assert "cannot read %r: permission denied" % sl.shm.name in proc.stderr, proc.stderr
-    assert "not a ShareableList" not in proc.stderr
+    assert "neither a ShareableList" not in proc.stderr
     for args in ((), ("--all",)):
         proc = as_nobody("-m", "pyshl", "ls", *args)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
@@ -358,3 +359,98 @@ def test_an_unbuilt_source_tree_explains_itself_in_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "compiled core is not built" in lines[0] and "pip install ." in lines[0]
+
+
+# -- shared arrays, and who maps what --------------------------------------------
+
+def test_ls_and_show_describe_arrays_and_who_maps_them(shared):
+    a = shared(pyshl_package.full, (3, 4), 2.5, "f4")
+    b = shared(pyshl_package.zeros, 5, ">i8")
+    entries = ls_json()
+    assert entries[a.name]["kind"] == "array" and entries[a.name]["dtype"] == "float32"
+    assert entries[a.name]["shape"] == [3, 4] and entries[a.name]["elements"] == 12
+    assert entries[b.name]["dtype"] == ">int64"
+    assert os.getpid() in entries[a.name]["mapped_by"]
+    line = next(x for x in pyshl("ls").stdout.splitlines() if x.startswith(a.name))
+    assert "array" in line and "float32 (3, 4)" in line and str(os.getpid()) in line
+    shown = pyshl("show", a.name)
+    assert shown.returncode == 0, shown.stderr
+    assert "float32 (3, 4), 12 elements" in shown.stdout
+    assert "min 2.5, max 2.5, sum 30.0" in shown.stdout
+    assert "by pid %d" % os.getpid() in shown.stdout
+    data = json.loads(pyshl("show", a.name, "--json", "--limit", "3").stdout)
+    assert data["summary"] == {"min": 2.5, "max": 2.5, "sum": 30.0}
+    assert data["first"] == [2.5] * 3 and data["truncated"]
+
+
+def test_a_hostile_array_header_is_reported_not_crashed_on(raw_segment):
+    name = raw_segment(b"\x93NUMPY\x01\x00\x20\x00{'descr': 'O', 'shape': (999,)}      \n")
+    entries = ls_json("--all")
+    assert "kind" not in entries[name] and "a .npy header, but" in entries[name]["error"]
+    proc = pyshl("show", name)
+    assert_one_line_failure(proc)
+
+
+def test_rm_refuses_a_mapped_segment_unless_forced(shared):
+    a = shared(pyshl_package.zeros, 3)
+    proc = pyshl("rm", a.name)
+    assert_one_line_failure(proc)
+    assert "pid %d maps it" % os.getpid() in proc.stderr and os.path.exists(
+        os.path.join(SHM_DIR, a.name))
+    proc = pyshl("rm", "--force", a.name)
+    assert proc.returncode == 0 and not os.path.exists(os.path.join(SHM_DIR, a.name))
+    a[0] = 1                                  # the memory stays while mapped
+
+
+@pytest.mark.parametrize("args", [("--unused", "x"), ("--unused", "--force"),
+                                  ("--older-than", "1h", "x"), ("--dry-run", "x"),
+                                  ("--unused", "--older-than", "soon")])
+def test_rm_usage_errors(args):
+    proc = pyshl("rm", *args)
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+
+
+def test_rm_unused_in_a_private_dev_shm(tmp_path):
+    # A /dev/shm of its own (a private mount namespace), so that removing
+    # every unused segment cannot touch another test's.
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare")
+    script = tmp_path / "unused.py"
+    script.write_text(textwrap.dedent("""
+        import os, subprocess, sys, time
+        import numpy as np
+        import pyshl
+        from pyshl.__main__ import main
+
+        old = pyshl.zeros(3, name="psm_old", track=False)
+        os.utime("/dev/shm/psm_old", (time.time() - 7200, time.time() - 7200))
+        kept = pyshl.zeros(3, name="psm_kept", track=False)   # mapped by this process
+        del old
+        pyshl.ShareableList([1, 2], name="psm_list", track=False).close()
+        young = pyshl.zeros(3, name="psm_young", track=False)
+        del young
+        with open("/dev/shm/other.bin", "wb") as f:
+            f.write(b"not a segment pyshl knows")
+        out = subprocess.run([sys.executable, "-m", "pyshl", "rm", "--unused", "--dry-run"],
+                             stdout=subprocess.PIPE, universal_newlines=True).stdout
+        assert sorted(out.split()) == sorted("would remove psm_list would remove psm_old "
+                                             "would remove psm_young".split()), out
+        assert sorted(os.listdir("/dev/shm")) == ["other.bin", "psm_kept", "psm_list",
+                                                  "psm_old", "psm_young"]
+        out = subprocess.run([sys.executable, "-m", "pyshl", "rm", "--unused",
+                              "--older-than", "1h"],
+                             stdout=subprocess.PIPE, universal_newlines=True).stdout
+        assert out.split() == ["removed", "psm_old"], out
+        out = subprocess.run([sys.executable, "-m", "pyshl", "rm", "--unused"],
+                             stdout=subprocess.PIPE, universal_newlines=True).stdout
+        assert sorted(os.listdir("/dev/shm")) == ["other.bin", "psm_kept"], out
+        kept.unlink()
+        print("ok")
+    """))
+    proc = subprocess.run(["unshare", "--mount", "sh", "-c",
+                           "mount -t tmpfs -o size=64m tmpfs /dev/shm && exec %s %s"
+                           % (sys.executable, script)], **CAPTURE, timeout=120)
+    if proc.returncode != 0 and ("Operation not permitted" in proc.stderr
+                                 or "unshare failed" in proc.stderr):
+        pytest.skip("unshare --mount is not permitted here: " + proc.stderr.strip())
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

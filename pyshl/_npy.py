@@ -1,0 +1,118 @@
+"""The .npy header of a shared array's segment, read without NumPy (the CLI lists arrays with it).
+
+Everything here treats the segment as untrusted input: the header is copied
+out of shared memory first, checked field by field, and parsed without
+evaluating code (ast.literal_eval, after a bound on its length and nesting).
+"""
+
+import ast
+import re
+import struct
+
+__all__ = ["MAGIC", "read_header", "simple_dtype"]
+
+MAGIC = b"\x93NUMPY"
+ALIGN = 64                   # where pyshl puts the data: a multiple of this
+_HEADER_LIMIT = 1 << 20      # a longer header is refused unread
+_NESTING_LIMIT = 64          # brackets in a header (structured dtypes nest)
+_MAX_DIMS = 64               # NumPy's limit
+
+
+def _nesting(text):
+    """How deeply brackets nest in `text`, outside its string literals."""
+    depth = deepest = 0
+    quote = None
+    escaped = False
+    for c in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth -= 1
+    return deepest
+
+
+def refusal(name, why):
+    return ValueError("shared memory segment %r does not hold a shared array: %s" % (name, why))
+
+
+def read_header(memory, size, written, name):
+    """(descr, shape, fortran_order, data offset) from the .npy header at the
+    start of `memory` (a segment of `size` bytes, of which the first
+    `written` may be read).  Raises ValueError for anything malformed.  The
+    descr is as the header has it: the caller turns it into a dtype."""
+    if written < len(MAGIC) + 4 or bytes(memory[:len(MAGIC)]) != MAGIC:
+        raise refusal(name, "no .npy header (pyshl.attach attaches arrays that pyshl.empty, "
+                            "zeros, full or array made, or any .npy image)")
+    major, minor = memory[6], memory[7]
+    if major not in (1, 2, 3) or minor != 0:
+        raise refusal(name, "unknown .npy format version %d.%d" % (major, minor))
+    length_bytes = 2 if major == 1 else 4
+    prefix = len(MAGIC) + 2 + length_bytes
+    if written < prefix:
+        raise refusal(name, "the header is cut short")
+    header_length = struct.unpack("<H" if length_bytes == 2 else "<I",
+                                  bytes(memory[8:prefix]))[0]
+    if header_length > _HEADER_LIMIT:
+        raise refusal(name, "a header of %d bytes (the limit is %d)"
+                      % (header_length, _HEADER_LIMIT))
+    end = prefix + header_length
+    if end > size:
+        raise refusal(name, "the header runs past the end of the segment")
+    if end > written:
+        raise refusal(name, "the header is on pages that were never written (a sparse file)")
+    raw = bytes(memory[prefix:end])              # a private copy: parsed from here on
+    try:
+        text = raw.decode("utf8" if major == 3 else "latin1")
+    except UnicodeDecodeError:
+        raise refusal(name, "the header is not valid UTF-8") from None
+    if _nesting(text) > _NESTING_LIMIT:
+        raise refusal(name, "the header nests brackets more than %d deep" % _NESTING_LIMIT)
+    try:
+        fields = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise refusal(name, "the header is not a Python literal") from None
+    if not isinstance(fields, dict) or set(fields) != {"descr", "fortran_order", "shape"}:
+        raise refusal(name, "the header is not a dict of descr, fortran_order and shape")
+    shape, fortran_order = fields["shape"], fields["fortran_order"]
+    if not isinstance(fortran_order, bool):
+        raise refusal(name, "fortran_order is %r" % (fortran_order,))
+    if not isinstance(shape, tuple) or len(shape) > _MAX_DIMS or \
+            not all(type(n) is int and n >= 0 for n in shape):
+        raise refusal(name, "the shape %.100r is not a tuple of non-negative ints" % (shape,))
+    return fields["descr"], shape, fortran_order, end
+
+
+_SIMPLE = re.compile(r"^([<>|=]?)([biufcSUVMm])(\d+)(\[\w+\])?$")
+_NAMES = {"b": "bool", "i": "int%d", "u": "uint%d", "f": "float%d", "c": "complex%d",
+          "S": "S%d", "U": "U%d", "V": "V%d", "M": "datetime64", "m": "timedelta64"}
+
+
+def simple_dtype(descr):
+    """(NumPy's name for a simple descr such as '<f4', its itemsize), or
+    (a short description, None) for structured and other descrs."""
+    match = _SIMPLE.match(descr) if isinstance(descr, str) else None
+    if not match:
+        return ("structured" if isinstance(descr, list) else "%.40r" % (descr,)), None
+    order, kind, count, unit = match.groups()
+    count = int(count)
+    itemsize = 4 * count if kind == "U" else count
+    name = _NAMES[kind]
+    if kind in "iufc":
+        name %= 8 * count
+    elif kind in "SUV":
+        name %= count
+    if unit:
+        name += unit
+    if order == ">" and itemsize > 1:
+        name = ">" + name
+    return name, itemsize
