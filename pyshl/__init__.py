@@ -56,3 +56,6 @@ else:
         value = getattr(importlib.import_module(module), name)
         globals()[name] = value
         return value
+
+    def __dir__():
+        return sorted(set(globals()) | set(_NUMPY_NAMES))

@@ -75,6 +75,9 @@ def _create(shape, dtype, name, track, fill):
     writes its contents.  A failure leaves no segment behind."""
     dtype = np.dtype(dtype)
     _check_dtype(dtype)
+    if dtype.subdtype is not None:     # "(2,)f8": NumPy makes it two more float64 per element
+        shape = tuple(shape) + dtype.shape
+        dtype = dtype.base
     header = _header_bytes(dtype, shape)
     nbytes = dtype.itemsize
     for n in shape:

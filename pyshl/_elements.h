@@ -9,8 +9,8 @@
 /* The head of NumPy's array object and dtype, as every NumPy from 1.7 to 2.x
    lays them out (NumPy 2 kept them for ABI compatibility).  pyshl is built
    without NumPy's headers, so _elements.pxi checks this layout against real
-   arrays when pyshl is imported and falls back to NumPy's Python interface if
-   it ever differs. */
+   arrays when NumPy is first imported, and keeps the array atomics off (they
+   raise RuntimeError) if it ever differs. */
 typedef struct {
     PyObject_HEAD
     char *data;

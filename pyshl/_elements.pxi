@@ -5,11 +5,14 @@ from cpython.long cimport (PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLo
                            PyLong_FromLongLong, PyLong_FromUnsignedLongLong)
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.number cimport PyIndex_Check, PyNumber_Index
-from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
+from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject, Py_TYPE
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
-from cpython.pyport cimport PY_SSIZE_T_MAX
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memset
+
+cdef extern from "Python.h":
+    # exc NULL: clipped to the Py_ssize_t range instead of raising OverflowError
+    Py_ssize_t number_as_ssize_t "PyNumber_AsSsize_t"(object o, PyObject* exc) except? -1
 
 cdef extern from "_elements.h":
     ctypedef struct pyshl_ndarray:
@@ -56,17 +59,18 @@ cdef enum:
 # What pyshl learnt about NumPy when it was imported (see _learn_numpy): set
 # once, under the import lock, before any array reaches these functions.
 cdef PyTypeObject* _ndarray_type = NULL     # NULL: use NumPy's Python interface
+cdef PyTypeObject* _shared_array_type = NULL
 cdef int _kind_by_type_num[TYPE_NUMS]       # NumPy type number -> element kind, 0 if none
 cdef char _native_order = b"<" if sys.byteorder == "little" else b">"
 
 _ELEMENT_TYPES = "int8…int64, uint8…uint64, float32 or float64 (native byte order)"
 
 
-def _learn_numpy(np):
+def _learn_numpy(np, shared_array_type):
     """Learn NumPy's type numbers, and check that arrays are laid out as
-    _elements.h says, on real arrays of every supported type; if any check
-    fails, the atomics go through NumPy's Python interface instead."""
-    global _ndarray_type
+    _elements.h says, on real arrays of every supported type.  If any check
+    fails, the array atomics stay off: they raise RuntimeError saying so."""
+    global _ndarray_type, _shared_array_type
     cdef pyshl_ndarray* arr
     cdef pyshl_descr* descr
     kinds = {}
@@ -98,6 +102,7 @@ def _learn_numpy(np):
             if not all(checks):
                 return False
     _ndarray_type = <PyTypeObject*>np.ndarray
+    _shared_array_type = <PyTypeObject*>shared_array_type
     return True
 
 
@@ -130,14 +135,12 @@ cdef int _where(object index, Where* w) except -1:
     return 0
 
 
-cdef Py_ssize_t _index_value(object i) except? -1:
+cdef inline Py_ssize_t _index_value(object i) except? -1:
     if not PyIndex_Check(i):
         raise TypeError("an element's index must be an int or a tuple of ints, not %r"
                         % type(i).__name__)
-    try:
-        return PyNumber_Index(i)
-    except OverflowError:
-        return PY_SSIZE_T_MAX     # out of range: the bounds check says so
+    # Clipped to the Py_ssize_t range, not raised: the bounds check refuses it.
+    return number_as_ssize_t(i, NULL)
 
 
 # A value for one element, converted before the array is read.
@@ -147,16 +150,20 @@ cdef struct Value:
     int64_t i
     uint64_t u
     double f              # the value as a float (ints too)
+    bint exact            # f is the value exactly
 
 
 cdef int _value(object value, Value* v, str what) except -1:
     cdef int overflow = 0
-    if PyFloat_Check(value):
+    v.exact = True
+    if not PyLong_CheckExact(value) and PyFloat_Check(value):
         v.is_float = True
         v.f = PyFloat_AS_DOUBLE(value)
         return 0
     if not PyLong_CheckExact(value):
-        if PyIndex_Check(value) and not (value is True or value is False):
+        if getattr(value, "dtype", None) is not None and value.dtype.kind == "b":
+            value = int(bool(value))           # numpy.bool_
+        elif PyIndex_Check(value) and not (value is True or value is False):
             value = PyNumber_Index(value)
         elif value is True or value is False:
             value = int(value)
@@ -180,6 +187,8 @@ cdef int _value(object value, Value* v, str what) except -1:
     else:
         raise OverflowError("%s %d does not fit in 64 bits" % (what, value))
     v.f = <double>v.i if v.negative or v.u <= 9223372036854775807 else <double>v.u
+    if not -9007199254740992 <= v.i <= 9007199254740992 or overflow:
+        v.exact = float(value) == value      # an exact int and a float: no Python code
     return 0
 
 
@@ -271,14 +280,60 @@ cdef char* _element_ptr(object a, Where* w, int* kind, bint write, str op) excep
         p += i * arr.strides[j]
     if write and not arr.flags & PYSHL_NPY_WRITEABLE:
         raise ValueError("assignment destination is read-only")
-    if <uintptr_t>p % width:
+    if <uintptr_t>p & (width - 1):       # (width is a power of two)
         raise ValueError("pyshl.%s needs naturally aligned elements: this one is at an "
                          "address that is not a multiple of %d" % (op, width))
     return p
 
 
-def fetch_add(a, index, value):
-    """fetch_add(a, index, value)
+cdef inline char* _fast_int_element(object a, object index, int* kind) noexcept:
+    """The common case, with no Python code run: element `index` (an exact
+    int) of a 1-D, writeable, aligned int array (exactly a SharedArray or an
+    ndarray); NULL for anything else, which takes the general path."""
+    cdef pyshl_ndarray* arr
+    cdef pyshl_descr* descr
+    cdef Py_ssize_t i, n
+    cdef char* p
+    if not PyLong_CheckExact(index) or _ndarray_type == NULL or (
+            Py_TYPE(a) != _shared_array_type and Py_TYPE(a) != _ndarray_type):
+        return NULL
+    arr = <pyshl_ndarray*>a
+    descr = <pyshl_descr*>arr.descr
+    if arr.nd != 1 or not (0 <= descr.type_num < TYPE_NUMS) or not _byteorder_ok(descr.byteorder):
+        return NULL
+    kind[0] = _kind_by_type_num[descr.type_num]
+    if kind[0] == 0 or kind[0] & PYSHL_EL_FLOAT or not arr.flags & PYSHL_NPY_WRITEABLE:
+        return NULL
+    cdef int overflow = 0
+    i = <Py_ssize_t>PyLong_AsLongLongAndOverflow(index, &overflow)    # exact: no error
+    if overflow:
+        return NULL
+    n = arr.dimensions[0]
+    if i < 0:
+        i += n
+    if i < 0 or i >= n:
+        return NULL
+    p = arr.data + i * arr.strides[0]
+    if <uintptr_t>p & ((kind[0] & 0x0f) - 1):
+        return NULL
+    return p
+
+
+cdef inline uint64_t _value_mask(int64_t value, int kind) noexcept:
+    """A fitting value as the element's bits (zero-extended)."""
+    cdef int bits = 8 * (kind & 0x0f)
+    return <uint64_t>value if bits == 64 else <uint64_t>value & ((<uint64_t>1 << bits) - 1)
+
+
+cdef inline bint _int_fits(int64_t value, int kind) noexcept:
+    cdef int bits = 8 * (kind & 0x0f)
+    if kind & PYSHL_EL_UNSIGNED:
+        return value >= 0 and (bits == 64 or value < (<int64_t>1 << bits))
+    return bits == 64 or (-(<int64_t>1 << (bits - 1)) <= value < (<int64_t>1 << (bits - 1)))
+
+
+def fetch_add(a, index, value, /):
+    """fetch_add(a, index, value, /)
 
     Atomically add ``value`` to element ``a[index]`` of a NumPy array (a
     SharedArray, a window of one, or any array) and return the element's old
@@ -286,41 +341,62 @@ def fetch_add(a, index, value):
     must fit in the element's type.  ``index`` is an int, or a tuple of ints
     with one per axis.  For a ShareableList, ``sl.fetch_add(index, value)``.
     """
-    if isinstance(a, ShareableList):
-        return a.fetch_add(index, value)
     cdef Where w
     cdef Value v
-    cdef int kind
+    cdef int kind = 0, overflow = 0
     cdef uint64_t bits
+    cdef int64_t delta
+    cdef char* p
+    if PyLong_CheckExact(value):
+        delta = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if not overflow:
+            p = _fast_int_element(a, index, &kind)
+            if p != NULL and _int_fits(delta, kind):
+                return _element_object(el_add_int(p, kind & 0x0f, <uint64_t>delta), kind)
+    if isinstance(a, ShareableList):
+        return a.fetch_add(index, value)
     _where(index, &w)
     _value(value, &v, "value")
-    cdef char* p = _element_ptr(a, &w, &kind, True, "fetch_add")
+    p = _element_ptr(a, &w, &kind, True, "fetch_add")
     if kind & PYSHL_EL_FLOAT:
         return PyFloat_FromDouble(el_add_float(p, kind & 0x0f, v.f))
     bits = _value_bits(&v, kind, "value")
     return _element_object(el_add_int(p, kind & 0x0f, bits), kind)
 
 
-def compare_exchange(a, index, expected, desired):
-    """compare_exchange(a, index, expected, desired)
+def compare_exchange(a, index, expected, desired, /):
+    """compare_exchange(a, index, expected, desired, /)
 
     Atomically: if element ``a[index]`` of a NumPy array equals ``expected``,
     store ``desired``; return whether it did.  Floats compare as Python
     compares them (0.0 == -0.0, NaN equals nothing).  For a ShareableList,
     ``sl.compare_exchange(index, expected, desired)``.
     """
-    if isinstance(a, ShareableList):
-        return a.compare_exchange(index, expected, desired)
     cdef Where w
     cdef Value e, d
-    cdef int kind
+    cdef int kind = 0, overflow = 0
     cdef uint64_t want, bits
     cdef double seen
+    cdef int64_t fast_expected, fast_desired
+    cdef char* p
+    if PyLong_CheckExact(expected) and PyLong_CheckExact(desired):
+        fast_expected = PyLong_AsLongLongAndOverflow(expected, &overflow)
+        if not overflow:
+            fast_desired = PyLong_AsLongLongAndOverflow(desired, &overflow)
+        if not overflow:
+            p = _fast_int_element(a, index, &kind)
+            if p != NULL and _int_fits(fast_expected, kind) and _int_fits(fast_desired, kind):
+                want = _value_mask(fast_expected, kind)
+                return el_cas_bits(p, kind & 0x0f, &want, _value_mask(fast_desired, kind))
+    if isinstance(a, ShareableList):
+        return a.compare_exchange(index, expected, desired)
     _where(index, &w)
     _value(expected, &e, "expected")
     _value(desired, &d, "desired")
-    cdef char* p = _element_ptr(a, &w, &kind, True, "compare_exchange")
+    p = _element_ptr(a, &w, &kind, True, "compare_exchange")
     if kind & PYSHL_EL_FLOAT:
+        if not e.exact:        # an int no float equals (as Python compares them)
+            return False
         return el_cas_float(p, kind & 0x0f, e.f, d.f, &seen)
     want = _value_bits(&e, kind, "expected")
     bits = _value_bits(&d, kind, "desired")
@@ -341,13 +417,13 @@ cdef struct ArrayState:
 
 
 cdef int _array_state(object a, ArrayState* s, str op) except -1:
+    """Read the array object's state into s (no Python code runs unless it raises)."""
+    memset(s, 0, sizeof(ArrayState))     # padding too: states are compared with memcmp
     s.kind = _array_kind_of(a, op)
     cdef pyshl_ndarray* arr = <pyshl_ndarray*>a
     cdef int j
     if arr.nd > MAX_DIMS:
         raise ValueError("pyshl.%s supports up to %d axes" % (op, MAX_DIMS))
-    memset(s, 0, sizeof(ArrayState) - 2 * MAX_DIMS * sizeof(Py_ssize_t))
-    s.kind = _kind_by_type_num[(<pyshl_descr*>arr.descr).type_num]
     s.data = arr.data
     s.nd = arr.nd
     s.flags = arr.flags & (PYSHL_NPY_WRITEABLE | PYSHL_NPY_ALIGNED)
@@ -374,13 +450,13 @@ def add_at(a, indices, values):
     if isinstance(a, ShareableList):
         return a.add_at(indices, values)
     np = _numpy()
-    cdef ArrayState before, now
+    cdef ArrayState before
     _array_state(a, &before, "add_at")
     cdef int width = before.kind & 0x0f
     cdef Py_ssize_t j
     if not before.flags & PYSHL_NPY_WRITEABLE:
         raise ValueError("assignment destination is read-only")
-    if <uintptr_t>before.data % width:
+    if <uintptr_t>before.data & (width - 1):
         raise ValueError("pyshl.add_at needs naturally aligned elements")
     for j in range(before.nd):
         if before.strides[j] % width and before.dims[j] > 1:
@@ -406,6 +482,8 @@ def add_at(a, indices, values):
     block = shape[len(index_arrays):]
     floats = before.kind & PYSHL_EL_FLOAT
     if type(values) is int or type(values) is bool:
+        if not -9223372036854775808 <= values < 18446744073709551616:
+            raise OverflowError("Python int %d does not fit in 64 bits" % values)
         value_array = np.asarray(float(values)) if floats else \
             np.asarray(int(values) % 18446744073709551616, np.uint64)   # wraps, as NumPy's
     else:
@@ -420,7 +498,8 @@ def add_at(a, indices, values):
         converted = value_array.astype(work).reshape(1)
     else:
         converted = np.empty(picked + block, work)
-        np.copyto(converted, value_array, casting="unsafe")
+        # (broadcast_to: values may not have more axes than the targets, as in NumPy)
+        np.copyto(converted, np.broadcast_to(value_array, converted.shape), casting="unsafe")
         converted = converted.reshape(-1)
     cdef int64_t n, first_element = 0, lowest = 0, highest = 0
     cdef Py_ssize_t stride
@@ -463,23 +542,23 @@ def add_at(a, indices, values):
     if converted.size != 1 and converted.size != index.size:
         raise ValueError("add_at values of %d elements for %d targets"
                          % (converted.size, index.size))
-    _array_state(a, &now, "add_at")
-    if memcmp(&before, &now, sizeof(ArrayState)) != 0:
-        raise RuntimeError("the array changed while add_at converted its arguments")
-    return _add_elements(a, &now, first_element * width, n, stride, index, converted)
+    return _add_elements(a, &before, first_element * width, n, stride, index, converted)
 
 
-cdef int _add_elements(object a, ArrayState* s, Py_ssize_t shift, int64_t n,
+cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n,
                        Py_ssize_t stride, index, deltas) except -1:
     """The adds, on indices 0..n-1 (negative ones count from n) of the
     elements at data + shift + stride * index.  `a` (held by the caller)
-    keeps the memory; no Python code runs between the check of its state and
-    the pointer used here."""
+    keeps the memory.  Every Python object is made first; then the array's
+    state is read again, and must be what the arguments were converted for,
+    and no Python code runs from there until the adds are done."""
+    np = _numpy()
     cdef const int64_t[::1] idx = index
     cdef Py_ssize_t m = idx.shape[0]
     cdef Py_ssize_t bad, changed = 0
     cdef int64_t lo = 0, hi = 0, t, span
-    cdef int kind = s.kind, width = s.kind & 0x0f
+    cdef ArrayState now
+    cdef int kind = before.kind, width = before.kind & 0x0f
     cdef Py_ssize_t step = 0 if deltas.size == 1 else 1
     cdef const uint64_t[::1] ints
     cdef const double[::1] floats
@@ -490,6 +569,7 @@ cdef int _add_elements(object a, ArrayState* s, Py_ssize_t shift, int64_t n,
     cdef uint8_t* touched = NULL
     cdef char* first
     cdef int rc = 0
+    cdef bint combine
     if m == 0:
         return 0
     if kind & PYSHL_EL_FLOAT:
@@ -503,41 +583,53 @@ cdef int _add_elements(object a, ArrayState* s, Py_ssize_t shift, int64_t n,
     if bad >= 0:
         raise IndexError("index %d is out of bounds for axis 0 with size %d" % (idx[bad], n))
     span = hi - lo + 1
-    first = s.data + shift + stride * lo
-    if span <= COMBINE_SPAN or span * COMBINE_REPEATS <= m:
-        try:
-            if kind & PYSHL_EL_FLOAT:
-                float_sums = <double*>PyMem_Malloc(span * sizeof(double))
-                touched = <uint8_t*>PyMem_Calloc(span, 1)
-                if float_sums == NULL or touched == NULL:
-                    raise MemoryError()
-                with nogil:
-                    for t in range(span):
-                        float_sums[t] = -0.0    # IEEE addition's identity
-                    rc = sum_f64(&idx[0], m, n, lo, span, float_deltas, step, float_sums,
-                                 touched)
-                    if rc == 0:
-                        el_apply_float(first, stride, width, span, float_sums, touched)
+    combine = span <= COMBINE_SPAN or span <= m // COMBINE_REPEATS
+    if not combine:
+        # Added update by update, straight into the array: from a private
+        # copy of the indices, so that none can change between its check
+        # and its add (a failed call must add nothing).
+        idx = np.array(index, dtype=np.int64)
+        with nogil:
+            bad = index_range(&idx[0], m, n, &lo, &hi)
+        if bad >= 0:
+            raise IndexError("index %d is out of bounds for axis 0 with size %d"
+                             % (idx[bad], n))
+        span = hi - lo + 1
+    try:
+        if combine and kind & PYSHL_EL_FLOAT:
+            float_sums = <double*>PyMem_Malloc(span * sizeof(double))
+            touched = <uint8_t*>PyMem_Calloc(span, 1)
+            if float_sums == NULL or touched == NULL:
+                raise MemoryError()
+        elif combine:
+            sums = <uint64_t*>PyMem_Calloc(span, sizeof(uint64_t))
+            if sums == NULL:
+                raise MemoryError()
+        _array_state(a, &now, "add_at")
+        if memcmp(before, &now, sizeof(ArrayState)) != 0:
+            raise RuntimeError("the array changed while add_at converted its arguments")
+        first = now.data + shift + stride * lo
+        with nogil:
+            if not combine:
+                changed = el_add_each(first, stride, kind, &idx[0], m, n, lo, span,
+                                      int_deltas, float_deltas, step)
+            elif kind & PYSHL_EL_FLOAT:
+                for t in range(span):
+                    float_sums[t] = -0.0    # IEEE addition's identity
+                rc = sum_f64(&idx[0], m, n, lo, span, float_deltas, step, float_sums,
+                             touched)
+                if rc == 0:
+                    el_apply_float(first, stride, width, span, float_sums, touched)
             else:
-                sums = <uint64_t*>PyMem_Calloc(span, sizeof(uint64_t))
-                if sums == NULL:
-                    raise MemoryError()
-                with nogil:
-                    rc = el_sum_int(&idx[0], m, n, lo, span, int_deltas, step, sums)
-                    if rc == 0:
-                        el_apply_int(first, stride, width, span, sums)
-        finally:
-            PyMem_Free(sums)
-            PyMem_Free(float_sums)
-            PyMem_Free(touched)
-        if rc < 0:
-            raise RuntimeError("the index array changed while add_at read it: nothing "
-                               "was added")
-        return 0
-    with nogil:
-        changed = el_add_each(first, stride, kind, &idx[0], m, n, lo, span, int_deltas,
-                              float_deltas, step)
-    if changed:
-        raise RuntimeError("the index array changed while add_at read it: %d of %d "
-                           "additions were not applied" % (changed, m))
+                rc = el_sum_int(&idx[0], m, n, lo, span, int_deltas, step, sums)
+                if rc == 0:
+                    el_apply_int(first, stride, width, span, sums)
+    finally:
+        PyMem_Free(sums)
+        PyMem_Free(float_sums)
+        PyMem_Free(touched)
+    if rc < 0:
+        raise RuntimeError("the index array changed while add_at read it: nothing was added")
+    if changed:      # (a private copy: cannot happen)
+        raise RuntimeError("%d of %d additions were not applied" % (changed, m))
     return 0

@@ -25,8 +25,9 @@ def _set_up():
 class _AfterExec:
     """A loader that runs NumPy's own loader, then pyshl's set-up."""
 
-    def __init__(self, loader):
+    def __init__(self, loader, watcher):
         self._loader = loader
+        self._watcher = watcher
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
@@ -35,6 +36,8 @@ class _AfterExec:
         # The module's own loader is put back before its code runs.
         module.__loader__ = module.__spec__.loader = self._loader
         self._loader.exec_module(module)
+        # Watched until NumPy's import succeeds (a failed one may be retried).
+        _stop_watching(self._watcher)
         _set_up()
 
     def __getattr__(self, name):
@@ -42,22 +45,31 @@ class _AfterExec:
 
 
 class _NumpyWatcher:
-    """A meta path finder that finds nothing itself: it wraps the loader the
-    other finders give for `numpy`, once, and steps aside."""
+    """A meta path finder that finds nothing itself: for `numpy`, it wraps
+    the loader that the finders after it give (importlib.util.find_spec
+    gets the wrapped spec too, which is harmless)."""
+
+    def __init__(self):
+        self._finding = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != "numpy":
+        if name != "numpy" or self._finding:
             return None
-        _stop_watching(self)
-        for finder in sys.meta_path:
-            find_spec = getattr(finder, "find_spec", None)
-            spec = find_spec(name, path, target) if find_spec else None
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _AfterExec(spec.loader)
+        self._finding = True
+        try:
+            for finder in list(sys.meta_path):
+                find_spec = getattr(finder, "find_spec", None)
+                spec = find_spec(name, path, target) if finder is not self and find_spec \
+                    else None
+                if spec is not None:
+                    break
+            else:
+                return None
+        finally:
+            self._finding = False
+        if spec.loader is not None and hasattr(spec.loader, "exec_module") and \
+                not isinstance(spec.loader, _AfterExec):
+            spec.loader = _AfterExec(spec.loader, self)
         return spec
 
 

@@ -257,24 +257,26 @@ class SharedArray(np.ndarray):
         """Remove the segment's name, as ``SharedMemory.unlink`` does: no new
         process can attach it; the memory lives while any mapping of it does.
         Raises FileNotFoundError if the name is gone, or names another
-        segment now."""
-        creator = self.__dict__.get("_creator")
-        if creator is not None:
-            creator[0].unlink()        # also stops the resource tracker unlinking it
-            return
+        segment now (which is left alone)."""
         found = _export_of(self)
         if found is None:
             raise ValueError("this array is not in a named shared memory segment")
         mapping = found[0].mapping
+        creator = self.__dict__.get("_creator")
         try:
-            same = (lambda s: (s.st_dev, s.st_ino))(os.stat(_segment_path(mapping.name))) \
-                == mapping.identity
+            status = os.stat(_segment_path(mapping.name))
+            same = (status.st_dev, status.st_ino) == mapping.identity
         except FileNotFoundError:
             same = False
         if not same:
+            if creator is not None:
+                creator[0]._untrack(gone=True)    # its tracker must not unlink the new one
             raise FileNotFoundError(errno.ENOENT, "no shared memory segment of this name "
                                     "holds this array any more", mapping.name)
-        unlink_segment(mapping.name)
+        if creator is not None:
+            creator[0].unlink()        # also stops the resource tracker unlinking it
+        else:
+            unlink_segment(mapping.name)
 
     def __enter__(self):
         return self
@@ -282,12 +284,13 @@ class SharedArray(np.ndarray):
     def __exit__(self, exc_type, exc, tb):
         """Unlink the segment if this handle created it (in this process:
         a forked child's copy of the handle leaves it alone)."""
-        creator = self.__dict__.pop("_creator", None)
+        creator = self.__dict__.get("_creator")
         if creator is not None and creator[1] == os.getpid():
             try:
-                creator[0].unlink()
+                self.unlink()
             except FileNotFoundError:
                 pass
+            self.__dict__.pop("_creator", None)
 
     def __array_finalize__(self, obj):
         if not _dask_taught and "distributed" in sys.modules:
@@ -329,6 +332,6 @@ def _reduce_ndarray(array):
 
 
 ForkingPickler.register(np.ndarray, _reduce_ndarray)
-_learn_numpy(np)
+_learn_numpy(np, SharedArray)
 if "distributed" in sys.modules:
     _teach_dask()

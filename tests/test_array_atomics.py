@@ -121,9 +121,13 @@ def test_python_ints_wrap_as_numpy_does(shared):
     assert a.tolist() == expected.tolist() == [88, 0, 44]
     a, expected = _both(shared, 3, np.uint8, [0, 1], -1, start=[5, 0, 0])
     assert a.tolist() == expected.tolist() == [4, 255, 0]
-    b = shared(pyshl.full, 2, 1, np.int64)      # (NumPy raises OverflowError here)
-    pyshl.add_at(b, [0], 2**64 + 3)
-    assert b.tolist() == [4, 1]
+    b = shared(pyshl.full, 2, 1, np.int64)
+    pyshl.add_at(b, [0], 2**64 - 1)               # wraps to -1
+    assert b.tolist() == [0, 1]
+    for too_big in (2**64, -2**63 - 1, 2**70):
+        with pytest.raises(OverflowError):
+            pyshl.add_at(b, [0], too_big)
+    assert b.tolist() == [0, 1]
 
 
 @pytest.mark.parametrize("dtype", ["i1", "u2", "i4", "u8"])
@@ -308,3 +312,101 @@ def test_processes_lose_no_update(shared, method):
         np.add.at(expected, np.random.default_rng(k).integers(0, 256, size=100_000), 10)
     expected[7] += 4 * 5000
     assert a.tolist() == expected.tolist()
+
+
+# -- what a review found ------------------------------------------------------------
+
+def test_a_failed_spread_add_at_adds_nothing_while_another_thread_edits_indices(shared):
+    a = shared(pyshl.zeros, 1_000_000, np.float64)
+    idx = np.arange(0, 1_000_000, 2)          # spread: update by update
+    stop = threading.Event()
+
+    def flip():
+        while not stop.is_set():
+            idx[-1] = 10**7                   # out of range ...
+            idx[-1] = 999_998                 # ... and back
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        total = 0.0
+        for _ in range(60):
+            try:
+                pyshl.add_at(a, idx, 1.0)
+            except IndexError:
+                pass
+            now = float(a.sum())
+            assert now - total in (0.0, float(idx.size))     # all or nothing
+            total = now
+    finally:
+        stop.set()
+        flipper.join()
+
+
+def test_a_finalizer_that_retypes_the_array_mid_add_at_is_caught(shared):
+    import gc
+    a = shared(pyshl.zeros, 64, np.int64)
+    window = a[:]
+    armed = []
+
+    def retype(phase, info):
+        if armed and phase == "start":
+            armed.clear()
+            window.dtype = np.int16
+
+    idx = np.arange(8)
+    threshold = gc.get_threshold()
+    gc.callbacks.append(retype)
+    gc.set_threshold(1)
+    try:
+        with pytest.raises(RuntimeError, match="changed"):
+            armed.append(True)              # (armed here: pytest.raises allocates)
+            pyshl.add_at(window, idx, 1)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(retype)
+    assert not a.any()
+
+
+def test_unlink_leaves_a_segment_that_took_the_name(shared):
+    with pyshl.zeros(4, name="psm_test_took_the_name") as a:
+        pyshl.attach(a.name).unlink()
+        b = pyshl.zeros(8, name="psm_test_took_the_name", track=False)
+        with pytest.raises(FileNotFoundError):
+            a.unlink()
+    try:
+        assert pyshl.attach("psm_test_took_the_name").shape == (8,)
+    finally:
+        b.unlink()
+
+
+def test_subarray_dtypes_become_axes(shared):
+    a = shared(pyshl.zeros, 3, "(2,)f8")
+    assert a.shape == (3, 2) and a.dtype == np.float64
+    assert pyshl.attach(a.name).shape == (3, 2)
+
+
+def test_float_compare_exchange_with_an_int_no_float_equals(shared):
+    a = shared(pyshl.full, 1, 2.0**53)
+    assert not pyshl.compare_exchange(a, 0, 2**53 + 1, 7.0) and a[0] == 2.0**53
+    assert pyshl.compare_exchange(a, 0, 2**53, 7.0) and a[0] == 7.0
+
+
+def test_numpy_bools_are_ints(shared):
+    a = shared(pyshl.zeros, 2, np.int32)
+    assert pyshl.fetch_add(a, 0, np.True_) == 0 and a[0] == 1
+
+
+def test_huge_spans_do_not_overflow(shared):
+    base = shared(pyshl.zeros, 1, np.float32)
+    huge = np.lib.stride_tricks.as_strided(base, shape=(2**61 - 1,), strides=(0,),
+                                           writeable=True)
+    pyshl.add_at(huge, [0, 2**61 - 2], 1.0)
+    assert base[0] == 2.0
+
+
+def test_values_with_more_axes_than_targets_are_refused(shared):
+    a = shared(pyshl.zeros, 4, np.int32)
+    with pytest.raises(ValueError):
+        pyshl.add_at(a, [0, 1], np.ones((1, 2), np.int32))
+    assert not a.any()

@@ -187,3 +187,20 @@ def test_joblib_and_dask_workers_aggregate_into_a_compact_histogram(tmp_path):
                                                                        "    "))
     out = run_scenario(code, tmp_path, timeout=600)
     assert out.strip().endswith("ok")
+
+
+def test_find_spec_before_the_import_of_numpy_keeps_the_set_up(tmp_path):
+    out = run_scenario("""
+        import importlib.util, sys
+        import pyshl
+        assert importlib.util.find_spec("numpy") is not None
+        assert "numpy" not in sys.modules
+        import numpy as np
+        from multiprocessing.reduction import ForkingPickler
+        assert np.ndarray in ForkingPickler._extra_reducers
+        assert pyshl.fetch_add(np.zeros(3, np.int64), 1, 2) == 0
+        assert type(np.__loader__).__name__ != "_AfterExec"
+        assert not [f for f in sys.meta_path if type(f).__name__ == "_NumpyWatcher"]
+        print("ok")
+    """, tmp_path)
+    assert out.strip() == "ok"
