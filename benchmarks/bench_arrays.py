@@ -93,29 +93,32 @@ def creation_rows(megabytes):
             ("pyshl.array(x)", ours)]
 
 
-def attach_rows(big_gigabytes):
-    rows = []
-    for label, size in (("1 KB", 1024), ("%g GB" % big_gigabytes, int(big_gigabytes * 2**30))):
-        with pyshl.empty(size // 8, np.int64, track=False) as a:
-            # What the hand-written pattern sends each worker: name, shape,
-            # dtype (and here the data's offset).
-            name, shape, dtype = a.name, a.shape, a.dtype
-            offset = os.path.getsize(os.path.join("/dev/shm", name)) - a.nbytes
+def _attach_times(size, number=2000):
+    """Seconds per attach of an int64 array of `size` bytes: by hand, by pyshl."""
+    with pyshl.empty(size // 8, np.int64, track=False) as a:
+        # What the hand-written pattern sends each worker: name, shape,
+        # dtype (and here the data's offset).
+        name, shape, dtype = a.name, a.shape, a.dtype
+        offset = os.path.getsize(os.path.join("/dev/shm", name)) - a.nbytes
 
-            def by_hand():
+        def by_hand():
+            for _ in range(number):
                 shm = SharedMemory(name, track=False)
                 b = np.ndarray(shape, dtype, buffer=shm.buf, offset=offset)
                 del b
                 shm.close()
 
-            def by_pyshl():
+        def by_pyshl():
+            for _ in range(number):
                 pyshl.attach(name)
 
-            number = 2000
-            hand, ours = _turns([lambda: [by_hand() for _ in range(number)],
-                                 lambda: [by_pyshl() for _ in range(number)]])
-            rows.append((label, hand / number, ours / number))
-    return rows
+        hand, ours = _turns([by_hand, by_pyshl])
+    return hand / number, ours / number
+
+
+def attach_rows(big_gigabytes):
+    return [(label, *_attach_times(size)) for label, size in (
+        ("1 KB", 1024), ("%g GB" % big_gigabytes, int(big_gigabytes * 2**30)))]
 
 
 # -- add_at -------------------------------------------------------------------------

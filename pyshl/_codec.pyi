@@ -106,23 +106,23 @@ class Lock(_ExitsContext):
     def __enter__(self) -> "Lock": ...
     def __reduce__(self) -> Any: ...
 
+# (__names: positional-only, as the functions are)
 _Index = Union[int, tuple[int, ...]]
 
 @overload
-def fetch_add(a: ShareableList[_T], index: int, value: Union[int, float], /) -> _T: ...
+def fetch_add(__a: ShareableList[_T], __index: int, __value: Union[int, float]) -> _T: ...
 @overload
-def fetch_add(a: npt.NDArray[Any], index: _Index, value: Union[int, float], /) -> Any: ...
+def fetch_add(__a: npt.NDArray[Any], __index: _Index, __value: Union[int, float]) -> Any: ...
 @overload
 def compare_exchange(
-    a: ShareableList[_T], index: int, expected: _T, desired: _T, /
+    __a: ShareableList[_T], __index: int, __expected: _T, __desired: _T
 ) -> bool: ...
 @overload
 def compare_exchange(
-    a: npt.NDArray[Any],
-    index: _Index,
-    expected: Union[int, float],
-    desired: Union[int, float],
-    /,
+    __a: npt.NDArray[Any],
+    __index: _Index,
+    __expected: Union[int, float],
+    __desired: Union[int, float],
 ) -> bool: ...
 def add_at(
     a: Union[ShareableList[Any], npt.NDArray[Any]],
