@@ -282,7 +282,10 @@ def cmd_bench(args):
 # -- demo -------------------------------------------------------------------------
 
 def cmd_demo(args):
-    from pyshl import demo  # imports NumPy
+    if args.arrays:
+        from pyshl import demo_arrays as demo  # imports NumPy
+    else:
+        from pyshl import demo  # imports NumPy
     demo.run(args.workers, args.requests)
     return 0
 
@@ -360,11 +363,16 @@ def parser():
     demo = _command(
         commands, cmd_demo, "demo", help="many workers aggregating into one shared histogram",
         description="Run the example in pyshl/demo.py: worker processes add latency "
-                    "counts into a shared histogram with add_at and fetch_add, no lock.")
+                    "counts into a shared histogram with add_at and fetch_add, no lock; "
+                    "with --arrays, pyshl/demo_arrays.py: workers fill compact shared "
+                    "NumPy arrays that they attach by name.")
     demo.add_argument("--workers", type=positive_int, default=4,
                       help="worker processes (default 4)")
     demo.add_argument("--requests", type=positive_int, default=2_000_000,
                       help="requests per worker (default 2,000,000)")
+    demo.add_argument("--arrays", action="store_true",
+                      help="the shared-array version (pyshl/demo_arrays.py): compact int32 "
+                           "and float32 arrays attached by name, filled with pyshl.add_at")
     return main_parser
 
 

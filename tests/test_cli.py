@@ -172,6 +172,13 @@ def test_demo_aggregates_without_losing_updates():
     assert "60,000 requests" in proc.stdout and "no update lost" in proc.stdout
 
 
+def test_array_demo_aggregates_without_losing_updates():
+    proc = pyshl("demo", "--arrays", "--workers", "2", "--requests", "30000")
+    assert proc.returncode == 0, proc.stderr
+    assert "60,000 requests" in proc.stdout and "no update lost" in proc.stdout
+    assert "/checkout" in proc.stdout
+
+
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "pyshl"
     assert script.exists()
