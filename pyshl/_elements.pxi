@@ -570,6 +570,7 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
     cdef char* first
     cdef int rc = 0
     cdef bint combine
+    cdef const int64_t* ip
     if m == 0:
         return 0
     if kind & PYSHL_EL_FLOAT:
@@ -578,10 +579,11 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
     else:
         ints = deltas
         int_deltas = &ints[0]
+    ip = &idx[0]
     with nogil:
-        bad = index_range(&idx[0], m, n, &lo, &hi)
+        bad = index_range(ip, m, n, &lo, &hi)
     if bad >= 0:
-        raise IndexError("index %d is out of bounds for axis 0 with size %d" % (idx[bad], n))
+        raise IndexError("index %d is out of bounds for axis 0 with size %d" % (ip[bad], n))
     span = hi - lo + 1
     combine = span <= COMBINE_SPAN or span <= m // COMBINE_REPEATS
     if not combine:
@@ -589,11 +591,12 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
         # copy of the indices, so that none can change between its check
         # and its add (a failed call must add nothing).
         idx = np.array(index, dtype=np.int64)
+        ip = &idx[0]
         with nogil:
-            bad = index_range(&idx[0], m, n, &lo, &hi)
+            bad = index_range(ip, m, n, &lo, &hi)
         if bad >= 0:
             raise IndexError("index %d is out of bounds for axis 0 with size %d"
-                             % (idx[bad], n))
+                             % (ip[bad], n))
         span = hi - lo + 1
     try:
         if combine and kind & PYSHL_EL_FLOAT:
@@ -611,17 +614,17 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
         first = now.data + shift + stride * lo
         with nogil:
             if not combine:
-                changed = el_add_each(first, stride, kind, &idx[0], m, n, lo, span,
+                changed = el_add_each(first, stride, kind, ip, m, n, lo, span,
                                       int_deltas, float_deltas, step)
             elif kind & PYSHL_EL_FLOAT:
                 for t in range(span):
                     float_sums[t] = -0.0    # IEEE addition's identity
-                rc = sum_f64(&idx[0], m, n, lo, span, float_deltas, step, float_sums,
+                rc = sum_f64(ip, m, n, lo, span, float_deltas, step, float_sums,
                              touched)
                 if rc == 0:
                     el_apply_float(first, stride, width, span, float_sums, touched)
             else:
-                rc = el_sum_int(&idx[0], m, n, lo, span, int_deltas, step, sums)
+                rc = el_sum_int(ip, m, n, lo, span, int_deltas, step, sums)
                 if rc == 0:
                     el_apply_int(first, stride, width, span, sums)
     finally:
