@@ -234,11 +234,60 @@ def torn_case(kind, rounds):
     return problems
 
 
+def array_case(kind, rounds):
+    """Eight threads update one shared array (exact totals checked) while a
+    ninth attaches it by name, unpickles windows of it and drops them, and
+    the last reference the main thread holds goes at the end of each round."""
+    import pickle
+
+    import pyshl
+
+    problems = []
+    per_thread = 4000
+    for _ in range(rounds):
+        a = pyshl.zeros(1 << 17, np.float32 if kind == "float" else np.int32)
+        name = a.name
+        stop = threading.Event()
+
+        def worker(seed):
+            rng = np.random.default_rng(seed)
+            spread = rng.integers(0, 1 << 17, per_thread)
+            for _ in range(per_thread // 20):
+                pyshl.fetch_add(a, 3, 1)
+                pyshl.compare_exchange(a, 5, -1, -2)      # never equal: a read
+            for _ in range(5):
+                pyshl.add_at(a, spread, 1)                # spread: update by update
+                pyshl.add_at(a[:64], np.full(per_thread, 7), 1)   # combined
+
+        def churn():
+            while not stop.is_set():
+                other = pyshl.attach(name)
+                window = pickle.loads(pickle.dumps(other[100:200]))
+                del other, window
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(THREADS)]
+        churner = threading.Thread(target=churn)
+        churner.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stop.set()
+        churner.join()
+        want = THREADS * (5 * per_thread * 2 + per_thread // 20)
+        if int(a.astype(np.int64).sum()) != want:
+            problems.append("array %s: total %d, expected %d" % (kind, a.sum(), want))
+        a.unlink()
+        del a
+    return problems
+
+
 def cases():
-    """Every case id: 'close|CALL|CLOSER', 'total|KIND', 'torn|KIND'."""
+    """Every case id: 'close|CALL|CLOSER', 'total|KIND', 'torn|KIND', 'array|KIND'."""
     ids = ["close|%s|%s" % (call, closer) for call in CALLS for closer in CLOSERS]
     ids += ["total|%s" % kind for kind in ("fetch_add", "cell", "add_at", "lock", "iterator")]
     ids += ["torn|str", "torn|bytes"]
+    ids += ["array|int", "array|float"]
     return ids
 
 
@@ -248,6 +297,8 @@ def run(case, rounds):
         return close_case(args[0], args[1], rounds)
     if family == "total":
         return total_case(args[0], rounds)
+    if family == "array":
+        return array_case(args[0], rounds)
     return torn_case(args[0], rounds)
 
 
