@@ -234,39 +234,42 @@ def torn_case(kind, rounds):
     return problems
 
 
+def _array_worker(a, seed, per_thread):
+    import pyshl
+    rng = np.random.default_rng(seed)
+    spread = rng.integers(0, a.shape[0], per_thread)
+    for _ in range(per_thread // 20):
+        pyshl.fetch_add(a, 3, 1)
+        pyshl.compare_exchange(a, 5, -1, -2)      # never equal: a read
+    for _ in range(5):
+        pyshl.add_at(a, spread, 1)                # spread: update by update
+        pyshl.add_at(a[:64], np.full(per_thread, 7), 1)   # combined
+
+
+def _array_churn(name, stop):
+    import pickle
+
+    import pyshl
+    while not stop.is_set():
+        other = pyshl.attach(name)
+        window = pickle.loads(pickle.dumps(other[100:200]))
+        del other, window
+
+
 def array_case(kind, rounds):
     """Eight threads update one shared array (exact totals checked) while a
     ninth attaches it by name, unpickles windows of it and drops them, and
     the last reference the main thread holds goes at the end of each round."""
-    import pickle
-
     import pyshl
 
     problems = []
     per_thread = 4000
     for _ in range(rounds):
         a = pyshl.zeros(1 << 17, np.float32 if kind == "float" else np.int32)
-        name = a.name
         stop = threading.Event()
-
-        def worker(seed):
-            rng = np.random.default_rng(seed)
-            spread = rng.integers(0, 1 << 17, per_thread)
-            for _ in range(per_thread // 20):
-                pyshl.fetch_add(a, 3, 1)
-                pyshl.compare_exchange(a, 5, -1, -2)      # never equal: a read
-            for _ in range(5):
-                pyshl.add_at(a, spread, 1)                # spread: update by update
-                pyshl.add_at(a[:64], np.full(per_thread, 7), 1)   # combined
-
-        def churn():
-            while not stop.is_set():
-                other = pyshl.attach(name)
-                window = pickle.loads(pickle.dumps(other[100:200]))
-                del other, window
-
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(THREADS)]
-        churner = threading.Thread(target=churn)
+        threads = [threading.Thread(target=_array_worker, args=(a, k, per_thread))
+                   for k in range(THREADS)]
+        churner = threading.Thread(target=_array_churn, args=(a.name, stop))
         churner.start()
         for thread in threads:
             thread.start()
@@ -278,7 +281,7 @@ def array_case(kind, rounds):
         if int(a.astype(np.int64).sum()) != want:
             problems.append("array %s: total %d, expected %d" % (kind, a.sum(), want))
         a.unlink()
-        del a
+        del a, threads
     return problems
 
 
