@@ -163,6 +163,43 @@ static inline int pyshl_el_sum_int(const int64_t *idx, Py_ssize_t m, int64_t n, 
     return 0;
 }
 
+/* The same sums in four interleaved tables (update j goes to table j % 4),
+   for targets that repeat often: a histogram's updates to one bin then do
+   not each wait for the previous one's store.  `tables` holds 4 * span
+   zeroed sums; they are added into tables[0..span-1].  0, or -1 if an index
+   is outside lo..lo+span-1 (checked before its add; nothing shared touched). */
+#define PYSHL_EL_TARGET(j) \
+    ((k = idx[j] < 0 ? idx[j] + n : idx[j]) - lo)
+static inline int pyshl_el_sum4_int(const int64_t *idx, Py_ssize_t m, int64_t n, int64_t lo,
+                                    int64_t span, const uint64_t *deltas, Py_ssize_t step,
+                                    uint64_t *tables) {
+    uint64_t *t1 = tables + span, *t2 = t1 + span, *t3 = t2 + span;
+    Py_ssize_t j = 0;
+    int64_t k, a, b, c, d;
+    for (; j + 4 <= m; j += 4) {
+        a = PYSHL_EL_TARGET(j);
+        b = PYSHL_EL_TARGET(j + 1);
+        c = PYSHL_EL_TARGET(j + 2);
+        d = PYSHL_EL_TARGET(j + 3);
+        if (((uint64_t)a >= (uint64_t)span) | ((uint64_t)b >= (uint64_t)span)
+                | ((uint64_t)c >= (uint64_t)span) | ((uint64_t)d >= (uint64_t)span))
+            return -1;
+        tables[a] += deltas[j * step];
+        t1[b] += deltas[(j + 1) * step];
+        t2[c] += deltas[(j + 2) * step];
+        t3[d] += deltas[(j + 3) * step];
+    }
+    for (; j < m; j++) {
+        a = PYSHL_EL_TARGET(j);
+        if ((uint64_t)a >= (uint64_t)span)
+            return -1;
+        tables[a] += deltas[j * step];
+    }
+    for (a = 0; a < span; a++)
+        tables[a] += t1[a] + t2[a] + t3[a];
+    return 0;
+}
+
 /* One atomic add per target whose private sum says it was touched: target t
    is the element at first + stride * t. */
 static inline void pyshl_el_apply_int(char *first, Py_ssize_t stride, int width, int64_t span,
@@ -181,31 +218,54 @@ static inline void pyshl_el_apply_float(char *first, Py_ssize_t stride, int widt
             pyshl_el_add_float(first + stride * t, width, sums[t]);
 }
 
+/* Copy m indices into private memory and find their range in the same pass
+   (pyshl_index_range's contract, on the copy): -1 with *lo, *hi set, or the
+   position of the first index outside -n..n-1. */
+static inline Py_ssize_t pyshl_el_copy_range(const int64_t *src, int64_t *dst, Py_ssize_t m,
+                                             int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t min = INT64_MAX, max = INT64_MIN, k;
+    Py_ssize_t j;
+    for (j = 0; j < m; j++) {
+        dst[j] = src[j];
+        k = dst[j] < 0 ? dst[j] + n : dst[j];
+        min = k < min ? k : min;
+        max = k > max ? k : max;
+    }
+    if (min >= 0 && max < n) {
+        *lo = min;
+        *hi = max;
+        return -1;
+    }
+    for (j = 0; j < m; j++) {
+        k = dst[j] < 0 ? dst[j] + n : dst[j];
+        if (k < 0 || k >= n)
+            return j;
+    }
+    return -1;      /* (unreachable: the range said otherwise) */
+}
+
 #define PYSHL_EL_AHEAD 32
 
 /* Each update straight into its own target (targets too spread out to
-   combine), the target of update j + PYSHL_EL_AHEAD prefetched.  Every index
-   is checked against lo..lo+span-1 as it is used; returns how many moved out
-   of that range since they were checked (and were skipped). */
+   combine), the target of update j + PYSHL_EL_AHEAD prefetched while update
+   j is added.  The indices are a private copy, checked (pyshl_el_copy_range):
+   every one is in lo..lo+span-1; each is checked again as it is used all the
+   same, and the count of any outside (skipped) is returned. */
 static inline Py_ssize_t pyshl_el_add_each(char *first, Py_ssize_t stride, int kind,
                                            const int64_t *idx, Py_ssize_t m, int64_t n,
                                            int64_t lo, int64_t span, const uint64_t *ints,
                                            const double *floats, Py_ssize_t step) {
     Py_ssize_t j, changed = 0;
-    int64_t k, t, ahead[PYSHL_EL_AHEAD];
+    int64_t k, t;
     int width = PYSHL_EL_WIDTH(kind);
+    for (j = 0; j < PYSHL_EL_AHEAD && j < m; j++)
+        if ((uint64_t)(t = PYSHL_EL_TARGET(j)) < (uint64_t)span)
+            __builtin_prefetch(first + stride * t, 1, 3);
     for (j = 0; j < m; j++) {
-        if (j == 0 || j % PYSHL_EL_AHEAD == 0) {
-            Py_ssize_t a;
-            for (a = 0; a < PYSHL_EL_AHEAD && j + a < m; a++) {
-                k = idx[j + a] < 0 ? idx[j + a] + n : idx[j + a];
-                ahead[a] = (uint64_t)(k - lo) < (uint64_t)span ? k - lo : -1;
-                if (ahead[a] >= 0)
-                    __builtin_prefetch(first + stride * ahead[a], 1, 3);
-            }
-        }
-        t = ahead[j % PYSHL_EL_AHEAD];
-        if (t < 0) {
+        if (j + PYSHL_EL_AHEAD < m
+                && (uint64_t)(t = PYSHL_EL_TARGET(j + PYSHL_EL_AHEAD)) < (uint64_t)span)
+            __builtin_prefetch(first + stride * t, 1, 3);
+        if ((uint64_t)(t = PYSHL_EL_TARGET(j)) >= (uint64_t)span) {
             changed++;
             continue;
         }

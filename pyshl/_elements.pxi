@@ -42,11 +42,17 @@ cdef extern from "_elements.h":
     int el_sum_int "pyshl_el_sum_int"(
         const int64_t* idx, Py_ssize_t m, int64_t n, int64_t lo, int64_t span,
         const uint64_t* deltas, Py_ssize_t delta_step, uint64_t* sums) nogil
+    int el_sum4_int "pyshl_el_sum4_int"(
+        const int64_t* idx, Py_ssize_t m, int64_t n, int64_t lo, int64_t span,
+        const uint64_t* deltas, Py_ssize_t step, uint64_t* tables) nogil
     void el_apply_int "pyshl_el_apply_int"(char* first, Py_ssize_t stride, int width,
                                            int64_t span, const uint64_t* sums) nogil
     void el_apply_float "pyshl_el_apply_float"(char* first, Py_ssize_t stride, int width,
                                                int64_t span, const double* sums,
                                                const uint8_t* touched) nogil
+    Py_ssize_t el_copy_range "pyshl_el_copy_range"(
+        const int64_t* src, int64_t* dst, Py_ssize_t m, int64_t n, int64_t* lo,
+        int64_t* hi) nogil
     Py_ssize_t el_add_each "pyshl_el_add_each"(
         char* first, Py_ssize_t stride, int kind, const int64_t* idx, Py_ssize_t m, int64_t n,
         int64_t lo, int64_t span, const uint64_t* ints, const double* floats,
@@ -55,6 +61,7 @@ cdef extern from "_elements.h":
 cdef enum:
     MAX_DIMS = 64           # NumPy's NPY_MAXDIMS (32 before 2.0)
     TYPE_NUMS = 64
+    SUM4_SPAN = 4096        # four tables of sums fit in L1/L2 up to this many targets
 
 # What pyshl learnt about NumPy when it was imported (see _learn_numpy): set
 # once, under the import lock, before any array reaches these functions.
@@ -571,6 +578,7 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
     cdef int rc = 0
     cdef bint combine
     cdef const int64_t* ip
+    cdef int64_t[::1] copy
     if m == 0:
         return 0
     if kind & PYSHL_EL_FLOAT:
@@ -580,24 +588,23 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
         ints = deltas
         int_deltas = &ints[0]
     ip = &idx[0]
-    with nogil:
-        bad = index_range(ip, m, n, &lo, &hi)
-    if bad >= 0:
-        raise IndexError("index %d is out of bounds for axis 0 with size %d" % (ip[bad], n))
-    span = hi - lo + 1
-    combine = span <= COMBINE_SPAN or span <= m // COMBINE_REPEATS
-    if not combine:
-        # Added update by update, straight into the array: from a private
-        # copy of the indices, so that none can change between its check
-        # and its add (a failed call must add nothing).
-        idx = np.array(index, dtype=np.int64)
-        ip = &idx[0]
+    if n <= COMBINE_SPAN:
+        # A short array: sums over all of it, each index checked as it is summed.
+        lo, span, combine = 0, n, True
+    else:
+        # A private copy of the indices, their range found as they are
+        # copied: none can change between its check and its use (a failed
+        # call must add nothing, and the spread path adds as it goes).
+        private = np.empty(m, np.int64)
+        copy = private
         with nogil:
-            bad = index_range(ip, m, n, &lo, &hi)
+            bad = el_copy_range(ip, &copy[0], m, n, &lo, &hi)
+        ip = &copy[0]
         if bad >= 0:
             raise IndexError("index %d is out of bounds for axis 0 with size %d"
                              % (ip[bad], n))
         span = hi - lo + 1
+        combine = span <= COMBINE_SPAN or span <= m // COMBINE_REPEATS
     try:
         if combine and kind & PYSHL_EL_FLOAT:
             float_sums = <double*>PyMem_Malloc(span * sizeof(double))
@@ -605,7 +612,9 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
             if float_sums == NULL or touched == NULL:
                 raise MemoryError()
         elif combine:
-            sums = <uint64_t*>PyMem_Calloc(span, sizeof(uint64_t))
+            # Four interleaved tables where they stay in cache (see el_sum4_int).
+            sums = <uint64_t*>PyMem_Calloc(span * (4 if span <= SUM4_SPAN else 1),
+                                           sizeof(uint64_t))
             if sums == NULL:
                 raise MemoryError()
         _array_state(a, &now, "add_at")
@@ -624,7 +633,10 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
                 if rc == 0:
                     el_apply_float(first, stride, width, span, float_sums, touched)
             else:
-                rc = el_sum_int(ip, m, n, lo, span, int_deltas, step, sums)
+                if span <= SUM4_SPAN:
+                    rc = el_sum4_int(ip, m, n, lo, span, int_deltas, step, sums)
+                else:
+                    rc = el_sum_int(ip, m, n, lo, span, int_deltas, step, sums)
                 if rc == 0:
                     el_apply_int(first, stride, width, span, sums)
     finally:
@@ -632,6 +644,13 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
         PyMem_Free(float_sums)
         PyMem_Free(touched)
     if rc < 0:
+        # An index outside the targets: out of range (a short array's indices
+        # are checked only as they are summed), or changed meanwhile.
+        with nogil:
+            bad = index_range(ip, m, n, &lo, &hi)
+        if bad >= 0:
+            raise IndexError("index %d is out of bounds for axis 0 with size %d"
+                             % (ip[bad], n))
         raise RuntimeError("the index array changed while add_at read it: nothing was added")
     if changed:      # (a private copy: cannot happen)
         raise RuntimeError("%d of %d additions were not applied" % (changed, m))

@@ -410,3 +410,12 @@ def test_values_with_more_axes_than_targets_are_refused(shared):
     with pytest.raises(ValueError):
         pyshl.add_at(a, [0, 1], np.ones((1, 2), np.int32))
     assert not a.any()
+
+
+@pytest.mark.parametrize("bad", [100_000, -100_001, 2**62])
+def test_a_long_array_checks_every_index_first(shared, bad):
+    a = shared(pyshl.zeros, 100_000, np.int32)       # longer than one private table
+    for idx in ([0, 5, bad], np.r_[np.arange(0, 100_000, 7), bad]):
+        with pytest.raises(IndexError, match="index %d is out of bounds" % bad):
+            pyshl.add_at(a, np.asarray(idx), 1)
+        assert not a.any()
