@@ -11,10 +11,12 @@ slow spell of a noisy machine hits every contender alike; read the ratios):
   ``SharedMemory(name)`` + ``np.ndarray`` (which needs the dtype and shape
   passed along);
 * ``pyshl.add_at`` into 256 int32 bins from 1M indices, one process, against
-  private ``np.add.at`` (and ``np.bincount``, the floor);
+  private ``np.add.at`` given a value of the array's dtype (NumPy's fast path)
+  and given a Python scalar (what most code writes: 30-50× slower in NumPy 2),
+  and ``np.bincount``;
 * the same from W worker processes into one shared array, against each
-  worker adding into its own row with ``np.add.at`` and the parent summing
-  the rows (no atomics);
+  worker adding into its own row with ``np.add.at`` (fast path) and the parent
+  summing the rows (no atomics);
 * 1M random updates into 1M float32 bins, against private ``np.add.at``;
 * ``pyshl.fetch_add`` on one int64 element per call, against atomicshm.
 
@@ -22,6 +24,7 @@ Every total is checked exactly.
 """
 import argparse
 import contextlib
+import functools
 import os
 import statistics
 import time
@@ -124,31 +127,30 @@ def attach_rows(big_gigabytes):
 # -- add_at -------------------------------------------------------------------------
 
 def one_process_rows(count=1_000_000):
+    """(case, updates, [seconds of pyshl.add_at, of np.add.at with a value of the
+    array's dtype (NumPy's fast path), with a Python scalar, of np.bincount])."""
     rng = np.random.default_rng(1)
     rows = []
-    idx = rng.integers(0, 256, count)
-    shared = pyshl.zeros(256, np.int32, track=False)
-    private = np.zeros(256, np.int32)
-    try:
-        times = _turns([lambda: pyshl.add_at(shared, idx, 1),
-                        lambda: np.add.at(private, idx, 1),
-                        lambda: np.bincount(idx, minlength=256)], repeat=15)
-        if shared.tolist() != private.tolist():
-            raise SystemExit("256 int32 bins: pyshl and np.add.at disagree")
-        rows.append(("256 int32 bins, 1M indices", count, times))
-    finally:
-        shared.unlink()
-    idx = rng.integers(0, 1_000_000, count)
-    shared = pyshl.zeros(1_000_000, np.float32, track=False)
-    private = np.zeros(1_000_000, np.float32)
-    try:
-        times = _turns([lambda: pyshl.add_at(shared, idx, 0.5),
-                        lambda: np.add.at(private, idx, 0.5)], repeat=15)
-        if shared.tolist() != private.tolist():      # halves: exact either way
-            raise SystemExit("1M float32 bins: pyshl and np.add.at disagree")
-        rows.append(("1M float32 bins, 1M random updates", count, times + [None]))
-    finally:
-        shared.unlink()
+    for label, bins, dtype, value in (("256 int32 bins, 1M indices", 256, np.int32, 1),
+                                      ("1M float32 bins, 1M random updates", 1_000_000,
+                                       np.float32, 0.5)):
+        idx = rng.integers(0, bins, count)
+        shared = pyshl.zeros(bins, dtype, track=False)
+        typed, plain = np.zeros(bins, dtype), np.zeros(bins, dtype)
+        same = dtype(value)
+        try:
+            contenders = [functools.partial(pyshl.add_at, shared, idx, value),
+                          functools.partial(np.add.at, typed, idx, same),
+                          functools.partial(np.add.at, plain, idx, value)]
+            if bins == 256:
+                contenders.append(functools.partial(np.bincount, idx, minlength=bins))
+            times = _turns(contenders, repeat=15)
+            # (sums of ones and halves: exact whatever the order)
+            if not shared.tolist() == typed.tolist() == plain.tolist():
+                raise SystemExit("%s: pyshl and np.add.at disagree" % label)
+            rows.append((label, count, times + [None] * (4 - len(times))))
+        finally:
+            shared.unlink()
     return rows
 
 
@@ -167,9 +169,10 @@ def w_shared_add_at(name, barrier, worker, batches, count, bins):
 def w_own_row(name, barrier, worker, batches, count, bins):
     rows = pyshl.attach(name)
     idx = _indices(worker, count, bins)
+    one = rows.dtype.type(1)             # NumPy's fast path wants the array's dtype
     barrier.wait()
     for _ in range(batches):
-        np.add.at(rows[worker], idx, 1)
+        np.add.at(rows[worker], idx, one)
 
 
 def worker_rows(workers, bins=256, batches=10, count=1_000_000, rounds=3):
@@ -247,13 +250,15 @@ def main():
     for label, hand, ours in attach_rows(args.big_gigabytes):
         print("| %s | %.1f | %.1f |" % (label, hand * 1e6, ours * 1e6))
 
-    print("\nadd_at, one process (M updates/s, median; ratio: pyshl / np.add.at):\n")
-    print("| case | pyshl.add_at | np.add.at | np.bincount | ratio |\n|---|---:|---:|---:|---:|")
+    print("\nadd_at, one process (M updates/s, median; np.add.at with a value of the "
+          "array's dtype, NumPy's fast path, and with a Python scalar):\n")
+    print("| case | pyshl.add_at | np.add.at, typed value | np.add.at, Python scalar "
+          "| np.bincount | vs typed | vs scalar |\n|---|---:|---:|---:|---:|---:|---:|")
     for label, count, times in one_process_rows():
         rates = [count / t / 1e6 if t else None for t in times]
-        print("| %s | %.0f | %.0f | %s | %.2f× |" % (
-            label, rates[0], rates[1], "%.0f" % rates[2] if rates[2] else "-",
-            rates[0] / rates[1]))
+        print("| %s | %.0f | %.0f | %.0f | %s | %.2f× | %.1f× |" % (
+            label, rates[0], rates[1], rates[2], "%.0f" % rates[3] if rates[3] else "-",
+            rates[0] / rates[1], rates[0] / rates[2]))
 
     rows = worker_rows(args.workers)
     print("\n%d worker processes, 10 batches of 1M indices each into 256 int32 bins "
