@@ -75,6 +75,14 @@ def read_header(memory, size, written, name):
         text = raw.decode("utf8" if major == 3 else "latin1")
     except UnicodeDecodeError:
         raise refusal(name, "the header is not valid UTF-8") from None
+    simple = _SIMPLE_HEADER.match(text)
+    if simple:             # what np.save and pyshl write for a plain dtype: no literal_eval
+        descr, fortran, dims = simple.groups()
+        shape = tuple(int(d) for d in dims.split(",") if d.strip())
+        if len(shape) > _MAX_DIMS:
+            raise refusal(name, "the shape has %d axes (the limit is %d)"
+                          % (len(shape), _MAX_DIMS))
+        return descr, shape, fortran == "True", end
     if _nesting(text) > _NESTING_LIMIT:
         raise refusal(name, "the header nests brackets more than %d deep" % _NESTING_LIMIT)
     try:
@@ -92,6 +100,10 @@ def read_header(memory, size, written, name):
     return fields["descr"], shape, fortran_order, end
 
 
+# The header np.save and pyshl write for a dtype given by one string.
+_SIMPLE_HEADER = re.compile(r"\{'descr': '([<>|=]?[a-zA-Z]\d*(?:\[\w+\])?)', "
+                            r"'fortran_order': (True|False), "
+                            r"'shape': \(((?:\d+, ?)*\d*)\), ?\} *\n?$")
 _SIMPLE = re.compile(r"^([<>|=]?)([biufcSUVMm])(\d+)(\[\w+\])?$")
 _NAMES = {"b": "bool", "i": "int%d", "u": "uint%d", "f": "float%d", "c": "complex%d",
           "S": "S%d", "U": "U%d", "V": "V%d", "M": "datetime64", "m": "timedelta64"}
