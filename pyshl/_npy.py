@@ -85,6 +85,8 @@ def read_header(memory, size, written, name):
         return descr, shape, fortran == "True", end
     if _nesting(text) > _NESTING_LIMIT:
         raise refusal(name, "the header nests brackets more than %d deep" % _NESTING_LIMIT)
+    if _LONG_NUMBER.search(text):     # (converting one takes time quadratic in its length)
+        raise refusal(name, "the header has a number of more than 40 digits")
     try:
         fields = ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -101,9 +103,10 @@ def read_header(memory, size, written, name):
 
 
 # The header np.save and pyshl write for a dtype given by one string.
-_SIMPLE_HEADER = re.compile(r"\{'descr': '([<>|=]?[a-zA-Z]\d*(?:\[\w+\])?)', "
+_SIMPLE_HEADER = re.compile(r"\{'descr': '([<>|=]?[a-zA-Z]\d{0,20}(?:\[\w{1,10}\])?)', "
                             r"'fortran_order': (True|False), "
-                            r"'shape': \(((?:\d+, ?)*\d*)\), ?\} *\n?$")
+                            r"'shape': \(((?:\d{1,20}, ?)*\d{0,20})\), ?\} *\n?$")
+_LONG_NUMBER = re.compile(r"\d{41}")
 _SIMPLE = re.compile(r"^([<>|=]?)([biufcSUVMm])(\d+)(\[\w+\])?$")
 _NAMES = {"b": "bool", "i": "int%d", "u": "uint%d", "f": "float%d", "c": "complex%d",
           "S": "S%d", "U": "U%d", "V": "V%d", "M": "datetime64", "m": "timedelta64"}

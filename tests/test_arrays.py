@@ -269,6 +269,8 @@ HOSTILE = [
             + b", }\n"), "not a tuple of non-negative"),
     (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }\xff\n", bytes(8),
             version=3), "UTF-8"),
+    (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (" + b"9" * 100000 + b",), }",
+            version=2), "40 digits"),
 ]
 
 
