@@ -293,15 +293,15 @@ cdef char* _element_ptr(object a, Where* w, int* kind, bint write, str op) excep
     return p
 
 
-cdef inline char* _fast_int_element(object a, object index, int* kind) noexcept:
-    """The common case, with no Python code run: element `index` (an exact
-    int) of a 1-D, writeable, aligned int array (exactly a SharedArray or an
-    ndarray); NULL for anything else, which takes the general path."""
+cdef inline char* _fast_int_element(object a, int64_t i, int* kind) noexcept:
+    """The common case, with no Python code run: element i of a 1-D,
+    writeable, aligned int array (exactly a SharedArray or an ndarray); NULL
+    for anything else, which takes the general path."""
     cdef pyshl_ndarray* arr
     cdef pyshl_descr* descr
-    cdef Py_ssize_t i, n
+    cdef Py_ssize_t n
     cdef char* p
-    if not PyLong_CheckExact(index) or _ndarray_type == NULL or (
+    if _ndarray_type == NULL or (
             Py_TYPE(a) != _shared_array_type and Py_TYPE(a) != _ndarray_type):
         return NULL
     arr = <pyshl_ndarray*>a
@@ -311,14 +311,10 @@ cdef inline char* _fast_int_element(object a, object index, int* kind) noexcept:
     kind[0] = _kind_by_type_num[descr.type_num]
     if kind[0] == 0 or kind[0] & PYSHL_EL_FLOAT or not arr.flags & PYSHL_NPY_WRITEABLE:
         return NULL
-    cdef int overflow = 0
-    i = <Py_ssize_t>PyLong_AsLongLongAndOverflow(index, &overflow)    # exact: no error
-    if overflow:
-        return NULL
     n = arr.dimensions[0]
     if i < 0:
         i += n
-    if i < 0 or i >= n:
+    if <uint64_t>i >= <uint64_t>n:
         return NULL
     p = arr.data + i * arr.strides[0]
     if <uintptr_t>p & ((kind[0] & 0x0f) - 1):
@@ -352,14 +348,14 @@ def fetch_add(a, index, value, /):
     cdef Value v
     cdef int kind = 0, overflow = 0
     cdef uint64_t bits
-    cdef int64_t delta
+    cdef int64_t delta, i
     cdef char* p
-    if PyLong_CheckExact(value):
-        delta = PyLong_AsLongLongAndOverflow(value, &overflow)
-        if not overflow:
-            p = _fast_int_element(a, index, &kind)
-            if p != NULL and _int_fits(delta, kind):
-                return _element_object(el_add_int(p, kind & 0x0f, <uint64_t>delta), kind)
+    if _exact_i64(value, &delta) and _exact_i64(index, &i):
+        p = _fast_int_element(a, i, &kind)
+        if p != NULL and _int_fits(delta, kind):
+            if kind == PYSHL_EL_SIGNED | 8:
+                return PyLong_FromLongLong(<int64_t>el_add_int(p, 8, <uint64_t>delta))
+            return _element_object(el_add_int(p, kind & 0x0f, <uint64_t>delta), kind)
     if isinstance(a, ShareableList):
         return a.fetch_add(index, value)
     _where(index, &w)
@@ -384,17 +380,14 @@ def compare_exchange(a, index, expected, desired, /):
     cdef int kind = 0, overflow = 0
     cdef uint64_t want, bits
     cdef double seen
-    cdef int64_t fast_expected, fast_desired
+    cdef int64_t fast_expected, fast_desired, i
     cdef char* p
-    if PyLong_CheckExact(expected) and PyLong_CheckExact(desired):
-        fast_expected = PyLong_AsLongLongAndOverflow(expected, &overflow)
-        if not overflow:
-            fast_desired = PyLong_AsLongLongAndOverflow(desired, &overflow)
-        if not overflow:
-            p = _fast_int_element(a, index, &kind)
-            if p != NULL and _int_fits(fast_expected, kind) and _int_fits(fast_desired, kind):
-                want = _value_mask(fast_expected, kind)
-                return el_cas_bits(p, kind & 0x0f, &want, _value_mask(fast_desired, kind))
+    if _exact_i64(expected, &fast_expected) and _exact_i64(desired, &fast_desired) \
+            and _exact_i64(index, &i):
+        p = _fast_int_element(a, i, &kind)
+        if p != NULL and _int_fits(fast_expected, kind) and _int_fits(fast_desired, kind):
+            want = _value_mask(fast_expected, kind)
+            return el_cas_bits(p, kind & 0x0f, &want, _value_mask(fast_desired, kind))
     if isinstance(a, ShareableList):
         return a.compare_exchange(index, expected, desired)
     _where(index, &w)
