@@ -346,7 +346,7 @@ def fetch_add(a, index, value, /):
     """
     cdef Where w
     cdef Value v
-    cdef int kind = 0, overflow = 0
+    cdef int kind = 0
     cdef uint64_t bits
     cdef int64_t delta, i
     cdef char* p
@@ -377,7 +377,7 @@ def compare_exchange(a, index, expected, desired, /):
     """
     cdef Where w
     cdef Value e, d
-    cdef int kind = 0, overflow = 0
+    cdef int kind = 0
     cdef uint64_t want, bits
     cdef double seen
     cdef int64_t fast_expected, fast_desired, i
