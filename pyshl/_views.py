@@ -13,9 +13,13 @@ the segment travel this way; results of arithmetic, reductions and copies are
 ordinary arrays that pickle by value.
 
 Plain ``numpy.ndarray`` windows (``np.asarray(sl)`` is one: NumPy drops the
-subclass) travel by reference through multiprocessing too, which pickles with
-``ForkingPickler``: pyshl registers a reducer for ndarray there, which leaves
-every array that is not a window onto a pyshl segment to NumPy.
+subclass; so is an array over ``pyshl.SharedMemory(...).buf``) travel by
+reference through multiprocessing too, which pickles with ``ForkingPickler``:
+this module registers a reducer for ndarray there, which leaves every array
+that is not a window onto a pyshl segment to NumPy.  ``import pyshl`` imports
+this module at once if NumPy is imported, else the moment NumPy is
+(pyshl._numpy_hook), so that whether an array travels by reference never
+depends on what ran before.
 """
 
 import errno
@@ -213,7 +217,10 @@ def _attach_window(name, identity, size, offset, dtype, shape, strides, readonly
 class SharedArray(np.ndarray):
     """A NumPy array over a pyshl segment that pickles as a reference to it.
 
-    ``sl.view()`` makes one.  Pickled (for a worker process, a pool, joblib,
+    ``sl.view()`` makes one over a list's slots; ``pyshl.empty``, ``zeros``,
+    ``full``, ``array`` and ``attach`` make one over a segment of its own
+    (``name``, ``unlink()``, and ``with``, which unlinks a segment this handle
+    created).  Pickled (for a worker process, a pool, joblib,
     dask), it carries the segment's name, byte offset, dtype, shape and
     strides -- a few hundred bytes whatever its size -- and unpickles as a
     window onto the same slots, so writes there are seen by every process.
