@@ -3,7 +3,7 @@
     pyshl ls [--all] [--json]          python -m pyshl works the same way
     pyshl show NAME [--json] [--limit N]
     pyshl rm [--force] NAME [NAME ...]
-    pyshl rm --unused [--older-than AGE] [--dry-run]
+    pyshl rm --unused [--older-than AGE] [--dry-run] [--any-name]
     pyshl bench [-n N] [--repeat R]
     pyshl demo [--workers W] [--requests R] [--arrays]
 
@@ -72,7 +72,7 @@ def cmd_ls(args):
         else:
             kind, items, why = "list", format(e["items"], ","), ""
             types = _segments.types_summary(e["types"])
-        rows.append((e["name"], kind, items, size, types, e["owner"],
+        rows.append((_shown(e["name"]), kind, items, size, types, e["owner"],
                      _segments.age(e["age_seconds"]), _pids(e.get("mapped_by")), why))
     # WHY (an entry is neither) is a column only when there are such entries (--all).
     rows.insert(0, ("NAME", "KIND", "ITEMS", "BYTES", "TYPES", "OWNER", "AGE", "MAPPED BY",
@@ -189,18 +189,15 @@ def _show_array(args, entry):
 
 # -- rm ---------------------------------------------------------------------------
 
-def _remove(name, dry_run=False):
+def _remove(name):
     """Unlink segment `name`; 0 if done, else 1 (the failure said)."""
-    if dry_run:
-        print("would remove %s" % name)
-        return 0
     try:
         unlink_segment(name)
     except FileNotFoundError:
         return _fail("no shared memory segment named %r" % name)
     except (ValueError, OSError) as exc:
         return _fail("cannot remove %r: %s" % (name, exc))
-    print("removed %s" % name)
+    print("removed %s" % _shown(name))
     return 0
 
 
@@ -211,8 +208,8 @@ def cmd_rm(args):
         return _remove_unused(args)
     if not args.names:
         args.parser.error("rm needs segment names, or --unused")
-    if args.older_than is not None or args.dry_run:
-        args.parser.error("--older-than and --dry-run go with --unused")
+    if args.older_than is not None or args.dry_run or args.any_name:
+        args.parser.error("--older-than, --dry-run and --any-name go with --unused")
     status = 0
     mapped = None if args.force else _segments.mappers()
     for name in args.names:
@@ -242,21 +239,53 @@ def cmd_rm(args):
 
 def _remove_unused(args):
     """Every ShareableList and shared array no process maps (that this user
-    can see), at least --older-than old."""
-    status = 0
-    removed = 0
+    can see), named psm_* unless --any-name, at least --older-than old."""
+    candidates = []
     for entry in _segments.segments():
         if "kind" not in entry or entry.get("mapped_by"):
             continue
+        if not args.any_name and not entry["name"].startswith("psm_"):
+            continue
         if args.older_than is not None and entry["age_seconds"] < args.older_than:
             continue
-        if _remove(entry["name"], args.dry_run):
-            status = 1
-        else:
+        try:
+            info = os.lstat(_segments._path(entry["name"]))
+        except OSError:
+            continue         # gone meanwhile
+        candidates.append((entry["name"], (info.st_dev, info.st_ino)))
+    # Looked at again just before removing: a process may have attached one
+    # meanwhile, or a new segment taken a name.
+    mapped = _segments.mappers() if candidates else {}
+    status = removed = 0
+    for name, identity in candidates:
+        try:
+            info = os.lstat(_segments._path(name))
+        except FileNotFoundError:
+            continue
+        if (info.st_dev, info.st_ino) != identity or identity in mapped:
+            continue
+        if args.dry_run:
+            print("would remove %s" % _shown(name))
             removed += 1
+            continue
+        try:
+            unlink_segment(name)
+        except FileNotFoundError:
+            continue
+        except (ValueError, OSError) as exc:
+            status = _fail("cannot remove %r: %s" % (name, exc))
+            continue
+        print("removed %s" % _shown(name))
+        removed += 1
     if not removed and not status:
         print("nothing to remove")
     return status
+
+
+def _shown(name):
+    """A name as printed: escaped if it holds characters that are not printable
+    (a newline in a name must not forge a line of output)."""
+    return name if name.isprintable() else ascii(name)
 
 
 # -- bench ------------------------------------------------------------------------
@@ -332,7 +361,8 @@ def parser():
 
     rm = _command(commands, cmd_rm, "rm", help="unlink segments",
         description="Unlink shared memory segments by name, or every ShareableList and "
-                    "shared array that no process maps (--unused).  A segment that a "
+                    "shared array with a random psm_* name that no process maps "
+                    "(--unused; --any-name for every name).  A segment that a "
                     "process maps (as /proc/*/maps shows: all processes for root, a user's "
                     "own otherwise, none in other containers) is left alone unless "
                     "--force.  Processes that map a removed segment keep its memory; the "
@@ -348,6 +378,9 @@ def parser():
                     help="with --unused: only those not modified for AGE (90s, 15m, 3h, 2d)")
     rm.add_argument("--dry-run", action="store_true",
                     help="with --unused: print what would be removed, remove nothing")
+    rm.add_argument("--any-name", action="store_true",
+                    help="with --unused: not only psm_* names (the random names pyshl and "
+                         "the standard library give), but every list and array")
 
     bench = _command(
         commands, cmd_bench, "bench", help="self-check, then time pyshl against the stdlib",

@@ -581,8 +581,9 @@ cdef int _add_elements(object a, ArrayState* before, Py_ssize_t shift, int64_t n
         ints = deltas
         int_deltas = &ints[0]
     ip = &idx[0]
-    if n <= COMBINE_SPAN:
-        # A short array: sums over all of it, each index checked as it is summed.
+    if n <= COMBINE_SPAN and m >= n // COMBINE_REPEATS:
+        # A short array and many updates: sums over all of it, each index
+        # checked as it is summed.
         lo, span, combine = 0, n, True
     else:
         # A private copy of the indices, their range found as they are

@@ -8,6 +8,8 @@ evaluating code (ast.literal_eval, after a bound on its length and nesting).
 import ast
 import re
 import struct
+import sys
+import warnings
 
 __all__ = ["MAGIC", "read_header", "simple_dtype"]
 
@@ -18,11 +20,13 @@ _NESTING_LIMIT = 64          # brackets in a header (structured dtypes nest)
 _MAX_DIMS = 64               # NumPy's limit
 
 
-def _nesting(text):
-    """How deeply brackets nest in `text`, outside its string literals."""
+def _outside_strings(text):
+    """(how deeply brackets nest in `text`, `text` with the contents of its
+    string literals blanked), for the checks made before literal_eval."""
     depth = deepest = 0
     quote = None
     escaped = False
+    kept = []
     for c in text:
         if quote:
             if escaped:
@@ -31,14 +35,17 @@ def _nesting(text):
                 escaped = True
             elif c == quote:
                 quote = None
-        elif c in "'\"":
+            kept.append(c if quote is None else " ")
+            continue
+        if c in "'\"":
             quote = c
         elif c in "([{":
             depth += 1
             deepest = max(deepest, depth)
         elif c in ")]}":
             depth -= 1
-    return deepest
+        kept.append(c)
+    return deepest, "".join(kept)
 
 
 def refusal(name, why):
@@ -79,16 +86,19 @@ def read_header(memory, size, written, name):
     if simple:             # what np.save and pyshl write for a plain dtype: no literal_eval
         descr, fortran, dims = simple.groups()
         shape = tuple(int(d) for d in dims.split(",") if d.strip())
-        if len(shape) > _MAX_DIMS:
-            raise refusal(name, "the shape has %d axes (the limit is %d)"
-                          % (len(shape), _MAX_DIMS))
+        if len(shape) > _MAX_DIMS or any(n > sys.maxsize for n in shape):
+            raise refusal(name, "the shape is not a tuple of at most %d ints from 0 to %d"
+                          % (_MAX_DIMS, sys.maxsize))
         return descr, shape, fortran == "True", end
-    if _nesting(text) > _NESTING_LIMIT:
+    nesting, code = _outside_strings(text)
+    if nesting > _NESTING_LIMIT:
         raise refusal(name, "the header nests brackets more than %d deep" % _NESTING_LIMIT)
-    if _LONG_NUMBER.search(text):     # (converting one takes time quadratic in its length)
-        raise refusal(name, "the header has a number of more than 40 digits")
+    if _LONG_NUMBER.search(code):     # (converting one takes time quadratic in its length)
+        raise refusal(name, "the header has a number of more than 40 characters")
     try:
-        fields = ast.literal_eval(text.strip())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # SyntaxWarnings of odd literals
+            fields = ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         raise refusal(name, "the header is not a Python literal") from None
     if not isinstance(fields, dict) or set(fields) != {"descr", "fortran_order", "shape"}:
@@ -97,19 +107,37 @@ def read_header(memory, size, written, name):
     if not isinstance(fortran_order, bool):
         raise refusal(name, "fortran_order is %r" % (fortran_order,))
     if not isinstance(shape, tuple) or len(shape) > _MAX_DIMS or \
-            not all(type(n) is int and n >= 0 for n in shape):
-        raise refusal(name, "the shape %.100r is not a tuple of non-negative ints" % (shape,))
+            not all(type(n) is int and 0 <= n <= sys.maxsize for n in shape):
+        raise refusal(name, "the shape is not a tuple of at most %d ints from 0 to %d"
+                      % (_MAX_DIMS, sys.maxsize))
     return fields["descr"], shape, fortran_order, end
 
 
 # The header np.save and pyshl write for a dtype given by one string.
-_SIMPLE_HEADER = re.compile(r"\{'descr': '([<>|=]?[a-zA-Z]\d{0,20}(?:\[\w{1,10}\])?)', "
-                            r"'fortran_order': (True|False), "
-                            r"'shape': \(((?:\d{1,20}, ?)*\d{0,20})\), ?\} *\n?$")
-_LONG_NUMBER = re.compile(r"\d{41}")
-_SIMPLE = re.compile(r"^([<>|=]?)([biufcSUVMm])(\d+)(\[\w+\])?$")
+# The header np.save and pyshl write for a dtype given by one string, with a
+# shape as repr() writes a tuple: (), (3,), (3, 4).
+_DIM = r"(?:0|[1-9][0-9]{0,19})"
+_SIMPLE_HEADER = re.compile(
+    r"\{'descr': '([<>|=]?[a-zA-Z][0-9]{0,20}(?:\[[a-zA-Z]{1,3}\])?)', "
+    r"'fortran_order': (True|False), "
+    r"'shape': \((|%s,|%s(?:, %s)+)\), \} *\n?$" % (_DIM, _DIM, _DIM), re.ASCII)
+# A number literal of more than 40 characters (any base, underscores too).
+_LONG_NUMBER = re.compile(r"[0-9][0-9a-zA-Z_]{40}", re.ASCII)
+_SIMPLE = re.compile(r"^([<>|=]?)([biufcSUVMm])([0-9]+)(\[[a-zA-Z]+\])?$", re.ASCII)
 _NAMES = {"b": "bool", "i": "int%d", "u": "uint%d", "f": "float%d", "c": "complex%d",
           "S": "S%d", "U": "U%d", "V": "V%d", "M": "datetime64", "m": "timedelta64"}
+
+
+def has_objects(descr):
+    """Does a descr (as a header has it) hold Python objects ('O' anywhere)?"""
+    if isinstance(descr, str):
+        return descr.lstrip("<>|=")[:1] == "O"
+    if isinstance(descr, tuple) and descr:       # (base, shape): a sub-array
+        return has_objects(descr[0])
+    if isinstance(descr, list):                  # fields: (name, descr[, shape])
+        return any(isinstance(field, tuple) and len(field) >= 2 and has_objects(field[1])
+                   for field in descr)
+    return False
 
 
 def simple_dtype(descr):

@@ -20,7 +20,7 @@ import struct
 import time
 
 from pyshl._codec import ShareableList
-from pyshl._npy import read_header, simple_dtype
+from pyshl._npy import has_objects, read_header, simple_dtype
 from pyshl._shm import SharedMemory
 
 SHM_DIR = "/dev/shm"
@@ -103,15 +103,18 @@ def _attach_list(name, size):
 
 
 def mappers():
-    """{(st_dev, st_ino): set of pids} for the segments in /dev/shm that
-    processes this user may inspect map (this process left out)."""
+    """{(st_dev, st_ino): set of pids} for the files on /dev/shm's file system
+    that processes this user may inspect map (this process left out).
+    Matched by device and inode, not by path: a segment's name may end in
+    " (deleted)", and a process may see /dev/shm under another path."""
     found = {}
     me = str(os.getpid())
-    prefix = SHM_DIR + "/"
     try:
+        shm_dev = os.stat(SHM_DIR).st_dev
         pids = [p for p in os.listdir("/proc") if p.isdigit() and p != me]
     except OSError:
         return found
+    wanted = "%02x:%02x" % (os.major(shm_dev), os.minor(shm_dev))
     for pid in pids:
         try:
             with open("/proc/%s/maps" % pid, "rb") as f:
@@ -120,12 +123,10 @@ def mappers():
             continue
         for line in lines:
             fields = line.split(None, 5)
-            if len(fields) < 6 or not fields[5].startswith(prefix) or \
-                    fields[5].endswith(" (deleted)"):
+            if len(fields) < 5 or fields[3] != wanted:
                 continue
             try:
-                major, minor = (int(x, 16) for x in fields[3].split(":"))
-                key = (os.makedev(major, minor), int(fields[4]))
+                key = (shm_dev, int(fields[4]))
             except ValueError:
                 continue
             found.setdefault(key, set()).add(int(pid))
@@ -145,6 +146,10 @@ def _attach_array(name, size):
                                                         name)
         except ValueError as exc:
             return None, str(exc).partition("shared array: ")[2] or str(exc)
+        except Exception as exc:     # hostile input: whatever it is, it is not an array
+            return None, "an unreadable .npy header (%s)" % type(exc).__name__
+        if has_objects(descr):
+            return None, "a .npy header of Python objects, which cannot be shared"
         dtype, itemsize = simple_dtype(descr)
         elements = 1
         for n in shape:
@@ -226,6 +231,8 @@ def segments(include_all=False):
             entry = describe(name, mapped)
         except FileNotFoundError:
             continue   # gone meanwhile
+        except Exception as exc:     # one hostile entry must not hide the others
+            entry = {"name": name, "error": "cannot inspect it: %s" % (exc,)}
         if include_all or "error" not in entry or entry.get("unreadable"):
             found.append(entry)
     return found
@@ -239,7 +246,7 @@ def parse_age(text):
         value = float(number)
     except ValueError:
         value = -1.0
-    if not value >= 0 or value == float("inf"):
+    if not 0 <= value * units[unit] < float("inf"):
         import argparse
         raise argparse.ArgumentTypeError("an age is a number of seconds, or a number with "
                                          "s, m, h or d, not %r" % text)

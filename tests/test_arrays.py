@@ -249,7 +249,7 @@ HOSTILE = [
     (b"\x93NUMPY\x01\x00\xff\xff{", "past the end"),
     (b"\x93NUMPY\x02\x00\xff\xff\xff\x7f", "limit"),
     (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (10,), }\n"), "takes 80 bytes"),
-    (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (-1,), }\n"), "non-negative"),
+    (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (-1,), }\n"), "from 0 to"),
     (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (2**70,), }\n"), "not a Python"),
     (_image(b"{'descr': 'O', 'fortran_order': False, 'shape': (1,), }\n", bytes(8)), "objects"),
     (_image(b"{'descr': [('a', 'O')], 'fortran_order': False, 'shape': (1,), }\n", bytes(8)),
@@ -266,11 +266,18 @@ HOSTILE = [
      "NumPy reads|takes"),
     (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (1,) * 65, }\n"), "literal"),
     (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': " + b"(1," * 30 + b")" * 30
-            + b", }\n"), "not a tuple of non-negative"),
+            + b", }\n"), "not a tuple"),
     (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }\xff\n", bytes(8),
             version=3), "UTF-8"),
     (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (" + b"9" * 100000 + b",), }",
-            version=2), "40 digits"),
+            version=2), "40 characters"),
+    (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (0x" + b"f" * 4000 + b",), }"),
+     "40 characters"),
+    (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (0, 99999999999999999999), }"),
+     "from 0 to"),
+    (_image(b"{'descr': '<i8', 'fortran_order': False, 'shape': (5), }\n"), "not a tuple"),
+    (_image("{'descr': '<i8', 'fortran_order': False, 'shape': (\u0665,), }\n".encode(),
+            version=3), "not a Python literal|not a tuple"),
 ]
 
 
