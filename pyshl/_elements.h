@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_slots.h"       /* pyshl_index_range */
+
 /* The head of NumPy's array object and dtype, as every NumPy from 1.7 to 2.x
    lays them out (NumPy 2 kept them for ABI compatibility).  pyshl is built
    without NumPy's headers, so _elements.pxi checks this layout against real
@@ -218,30 +220,13 @@ static inline void pyshl_el_apply_float(char *first, Py_ssize_t stride, int widt
             pyshl_el_add_float(first + stride * t, width, sums[t]);
 }
 
-/* Copy m indices into private memory and find their range in the same pass
-   (pyshl_index_range's contract, on the copy): -1 with *lo, *hi set, or the
-   position of the first index outside -n..n-1. */
+/* Copy m indices into private memory, then find their range there
+   (pyshl_index_range's contract): -1 with *lo, *hi set, or the position of
+   the first index outside -n..n-1.  Nothing can change the copy. */
 static inline Py_ssize_t pyshl_el_copy_range(const int64_t *src, int64_t *dst, Py_ssize_t m,
                                              int64_t n, int64_t *lo, int64_t *hi) {
-    int64_t min = INT64_MAX, max = INT64_MIN, k;
-    Py_ssize_t j;
-    for (j = 0; j < m; j++) {
-        dst[j] = src[j];
-        k = dst[j] < 0 ? dst[j] + n : dst[j];
-        min = k < min ? k : min;
-        max = k > max ? k : max;
-    }
-    if (min >= 0 && max < n) {
-        *lo = min;
-        *hi = max;
-        return -1;
-    }
-    for (j = 0; j < m; j++) {
-        k = dst[j] < 0 ? dst[j] + n : dst[j];
-        if (k < 0 || k >= n)
-            return j;
-    }
-    return -1;      /* (unreachable: the range said otherwise) */
+    memcpy(dst, src, (size_t)m * sizeof(int64_t));
+    return pyshl_index_range(dst, m, n, lo, hi);
 }
 
 #define PYSHL_EL_AHEAD 32
