@@ -92,7 +92,13 @@ cdef int _add_at(ShareableList sl, object indices, object deltas) except -1:
     if index_array.dtype.kind == "u" and int(index_array.max()) > 9223372036854775807:
         raise IndexError("add_at index %d is out of range for a ShareableList of %d items"
                          % (index_array.max(), b.n))
-    cdef const int64_t[::1] idx = np.ascontiguousarray(index_array, dtype=np.int64)
+    # A long list may take the spread path, which adds as it goes: from a
+    # private copy of the indices, so that none can change between its check
+    # and its add (a failed call adds nothing).  A short list's are summed
+    # privately, and a change is caught before anything is added.
+    cdef const int64_t[::1] idx = (
+        np.array(index_array, dtype=np.int64) if b.n > COMBINE_SPAN
+        else np.ascontiguousarray(index_array, dtype=np.int64))
     delta_array = np.ascontiguousarray(delta_array, dtype=np.int64 if b.int_deltas
                                        else np.float64).reshape(-1)
     cdef const int64_t[::1] int_delta

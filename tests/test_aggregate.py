@@ -181,3 +181,31 @@ def test_spread_updates_into_mixed_kinds_are_checked_one_by_one(make):
     with pytest.raises(TypeError, match="item 7 is a str"):
         sl.add_at([0, 7, SPREAD - 1], 1)
     assert bytes(sl.shm.buf) == before
+
+
+def test_a_failed_spread_add_at_adds_nothing_while_another_thread_edits_indices(make):
+    import threading
+    sl = make(np.zeros(200_000, dtype=np.int64))
+    idx = np.arange(0, 200_000, 2)          # a long list, spread: added update by update
+    stop = threading.Event()
+
+    def flip():
+        while not stop.is_set():
+            idx[-1] = 10**7                 # out of range ...
+            idx[-1] = 199_998               # ... and back
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        total = 0
+        for _ in range(40):
+            try:
+                sl.add_at(idx, 1)
+            except IndexError:
+                pass
+            now = int(sl.view().sum())
+            assert now - total in (0, idx.size)      # all or nothing
+            total = now
+    finally:
+        stop.set()
+        flipper.join()
