@@ -111,20 +111,22 @@ def test_constructors_follow_numpy(shared):
 
 
 @pytest.mark.parametrize("call, error", [
-    (lambda: pyshl.zeros(3, object), TypeError),
-    (lambda: pyshl.array([1, "a", None]), TypeError),
-    (lambda: pyshl.zeros((2, -1)), ValueError),
-    (lambda: pyshl.zeros("abc"), TypeError),
-    (lambda: pyshl.zeros(3, "S"), TypeError),
-    (lambda: pyshl.full(3, "not a number", np.int32), ValueError),
-    (lambda: pyshl.zeros(3, name="bad/name"), ValueError),
-    (lambda: pyshl.zeros(3, np.dtype([("o", object)])), TypeError),
+    (lambda name: pyshl.zeros(3, object, name=name), TypeError),
+    (lambda name: pyshl.array([1, "a", None], name=name), TypeError),
+    (lambda name: pyshl.zeros((2, -1), name=name), ValueError),
+    (lambda name: pyshl.zeros("abc", name=name), TypeError),
+    (lambda name: pyshl.zeros(3, "S", name=name), TypeError),
+    (lambda name: pyshl.full(3, "not a number", np.int32, name=name), ValueError),
+    (lambda name: pyshl.zeros(3, np.dtype([("o", object)]), name=name), TypeError),
 ])
 def test_bad_arguments_raise_and_leave_no_segment(call, error):
-    before = set(os.listdir(SHM_DIR))
+    # (a fixed name: other processes may make and drop psm_* segments meanwhile)
+    name = "psm_test_bad_arguments_%d" % os.getpid()
     with pytest.raises(error):
-        call()
-    assert set(os.listdir(SHM_DIR)) == before
+        call(name)
+    assert not segment_exists(name)
+    with pytest.raises(ValueError):
+        pyshl.zeros(3, name="bad/name")
 
 
 def test_a_name_in_use_raises_and_leaves_the_segment(shared):
