@@ -48,7 +48,7 @@ if _sys.version_info < (3, 7) or _typing.TYPE_CHECKING:     # no module __getatt
     from pyshl._arrays import array, attach, empty, full, zeros
     from pyshl._views import SharedArray
 else:
-    def __getattr__(name):
+    def __getattr__(name: str) -> object:
         module = _NUMPY_NAMES.get(name)
         if module is None:
             raise AttributeError("module 'pyshl' has no attribute %r" % name)
@@ -57,5 +57,5 @@ else:
         globals()[name] = value
         return value
 
-    def __dir__():
+    def __dir__() -> "_typing.List[str]":
         return sorted(set(globals()) | set(_NUMPY_NAMES))
