@@ -184,7 +184,10 @@ cdef inline int _store_item(ShareableList sl, Py_ssize_t k, Number* v, object va
 @cython.final
 @cython.no_gc_clear
 cdef class Cell:
-    """One int or float item of a ShareableList, bound for atomic operations.
+    """Cell(sl, index)
+--
+
+    One int or float item of a ShareableList, bound for atomic operations.
 
     ``Cell(sl, index)``, or ``sl.cell(index)``.  Its methods are the list's
     atomics without the index: the index is converted and checked once, when

@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=True, wraparound=True, cdivision=False
-# cython: embedsignature=True, binding=False, freethreading_compatible=True
+# cython: embedsignature=True, embedsignature.format=clinic, binding=False
+# cython: freethreading_compatible=True
 """The pyshl core: the ShareableList segment layout, item packing and
 unpacking, slot access, construction, scans and atomics.
 

@@ -124,6 +124,9 @@ class UnsupportedTypeError(TypeError, KeyError):
     """
     __str__ = TypeError.__str__
 
+    def __init__(self, *args):      # a signature for inspect and help()
+        TypeError.__init__(self, *args)
+
 
 cdef object _unsupported(object value):
     return UnsupportedTypeError(

@@ -30,9 +30,10 @@ cdef bint _INDEX_MISS_NEW = sys.version_info >= (3, 14)
 # (or of the objects below), which is set once and relied on to be there.
 @cython.no_gc_clear
 cdef class ShareableList:
-    """A fixed-length list stored in a shared memory segment.
+    """ShareableList(sequence=None, *, name=None, track=None, readonly=False)
+--
 
-    ``ShareableList(sequence=None, *, name=None, track=None, readonly=False)``
+    A fixed-length list stored in a shared memory segment.
 
     A drop-in replacement for ``multiprocessing.shared_memory.ShareableList``
     that reads and writes the same segment layout, so either class can attach

@@ -59,11 +59,17 @@ class LockRecoveredWarning(RuntimeWarning):
     """A Lock was taken over from a holder that died holding it: what the lock
     protected may be half-updated."""
 
+    def __init__(self, *args):      # a signature for inspect and help()
+        RuntimeWarning.__init__(self, *args)
+
 
 @cython.final
 @cython.no_gc_clear
 cdef class Lock:
-    """A mutex whose whole state is one int item of a ShareableList.
+    """Lock(sl, index)
+--
+
+    A mutex whose whole state is one int item of a ShareableList.
 
     ``Lock(sl, index)``, or ``sl.lock(index)``.  The item holds 0 while the
     lock is free and the holder's claim id while it is held, so the lock

@@ -66,11 +66,12 @@ class SharedMemoryManager(getattr(managers, "SharedMemoryManager", managers.Base
 
     _Server = _Server
 
-    def __init__(self, *args, **kwargs):
-        # Start the resource tracker before the manager process, so that both
-        # share it (bpo-36867).
+    def __init__(self, address=None, authkey=None, serializer="pickle", ctx=None, **kwargs):
+        # BaseManager's arguments, named for help() and inspect (kwargs: its
+        # shutdown_timeout on 3.11+).  Start the resource tracker before the
+        # manager process, so that both share it (bpo-36867).
         resource_tracker().ensure_running()
-        managers.BaseManager.__init__(self, *args, **kwargs)
+        managers.BaseManager.__init__(self, address, authkey, serializer, ctx, **kwargs)
 
     def SharedMemory(self, size):
         """A new SharedMemory of ``size`` bytes, unlinked at the manager's shutdown."""

@@ -1,4 +1,5 @@
-# cython: language_level=3, embedsignature=True, binding=False, freethreading_compatible=True
+# cython: language_level=3, embedsignature=True, embedsignature.format=clinic
+# cython: binding=False, freethreading_compatible=True
 """The shared mapping of a whole segment, unmapped when its last user goes after close()."""
 
 cimport cython

@@ -98,17 +98,16 @@ def test_stubs_list_exactly_the_runtime_public_names(stub, cls):
             continue
         function = getattr(member, "__func__", member)
         if name == "__init__" and isinstance(function, type(object.__init__)):
-            # A C type's __init__ is a slot wrapper: its signature is the
-            # class docstring's ``Name(...)`` line.
-            match = re.search(r"``%s\((.*?)\)``" % cls.__name__, cls.__doc__)
-            runtime_parameters = ["self"] + [p.split("=")[0].strip(" *")
-                                             for p in match.group(1).split(",")]
-            assert parameters == [p for p in runtime_parameters if p], name
+            # A C type's __init__ is a slot wrapper: the class's signature is
+            # the head of its docstring (what inspect.signature reads).
+            runtime_parameters = ["self"] + list(inspect.signature(cls).parameters)
+            assert parameters == runtime_parameters, name
         elif isinstance(function, type(object.__init__)):
             continue    # another slot wrapper: CPython fixes its parameter names
         elif name in vars(cls) and callable(function):
             runtime_parameters = _runtime_parameters(function)
-            if isinstance(member, classmethod):
+            if isinstance(member, (classmethod, type(dict.__dict__["fromkeys"]))):
+                # A Python or a C class method: its first parameter is the class.
                 runtime_parameters = ["cls"] + runtime_parameters[1:]
             assert parameters == runtime_parameters, name
 
