@@ -329,7 +329,7 @@ def _command(commands, run, name, **help_texts):
 def parser():
     main_parser = argparse.ArgumentParser(
         prog="pyshl",
-        description="Shared lists in /dev/shm: see them, inspect them, remove leaked "
+        description="Shared lists and arrays in /dev/shm: see them, inspect them, remove leaked "
                     "ones, and measure pyshl against the standard library.",
         epilog="Exit status: 0 success, 1 a command failed, 2 bad usage.")
     main_parser.add_argument("--version", action="version",
@@ -337,22 +337,25 @@ def parser():
     commands = main_parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True     # (the keyword is 3.7+)
 
-    ls = _command(commands, cmd_ls, "ls", help="list the ShareableLists in /dev/shm",
+    ls = _command(commands, cmd_ls, "ls", help="list the ShareableLists and shared arrays",
         description="List the segments in /dev/shm that hold a valid ShareableList "
-                    "(pyshl's or the standard library's): name, items, bytes, the types of "
-                    "the items, owner and age.  Segments are attached read-only, so this "
-                    "works for any user who may read them and never changes them.  Those "
-                    "this user may not open, and sparse ones (pages never written where "
-                    "the list says there is data, never read), are marked unreadable.")
+                    "(pyshl's or the standard library's) or a shared array (a .npy image): "
+                    "name, kind, items, bytes, the types of the items or the array's dtype "
+                    "and shape, owner, age and the processes that map it.  Segments are "
+                    "read through read-only mappings, so this works for any user who may "
+                    "read them and never changes them.  Those this user may not open, and "
+                    "sparse ones (pages never written where the header says there is data, "
+                    "never read), are marked unreadable.")
     ls.add_argument("--all", action="store_true",
                     help="list every entry in /dev/shm, with why it is not a list "
                          "(other blocks, symlinks, directories, FIFOs)")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    show = _command(commands, cmd_show, "show", help="print a list's contents",
+    show = _command(commands, cmd_show, "show", help="print a list's or an array's contents",
         description="Print a ShareableList's size, item types, format and items (the first "
-                    "and last of a long list).  It is attached read-only: showing it never "
-                    "changes or unlinks it.")
+                    "and last of a long list), or a shared array's dtype, shape, min/max/sum "
+                    "and first elements (this imports NumPy).  It is attached read-only: "
+                    "showing it never changes or unlinks it.")
     show.add_argument("name", help="the segment name, as `pyshl ls` prints it")
     show.add_argument("--json", action="store_true", help="print JSON: bytes as hex, "
                       "non-finite floats as strings, corrupt items as errors")
