@@ -1,6 +1,7 @@
 """help() and inspect.signature() show the real signature of every public callable."""
 import inspect
 import pydoc
+import sys
 
 import pytest
 
@@ -23,6 +24,13 @@ def test_every_public_name_is_covered():
 
 @pytest.mark.parametrize("obj", CALLABLES, ids=lambda obj: obj.__name__)
 def test_signature_of_every_public_callable(obj):
+    if obj is pyshl.SharedArray:
+        # An ndarray subclass: its signature is NumPy's, which NumPy 1.x lacks.
+        import numpy as np
+        try:
+            inspect.signature(np.ndarray)
+        except ValueError:
+            pytest.skip("this NumPy's ndarray has no signature to inherit")
     signature = inspect.signature(obj)
     assert "self" not in signature.parameters
     if obj.__name__ not in ("LockRecoveredWarning", "UnsupportedTypeError"):
@@ -53,6 +61,8 @@ def test_the_lists_arguments_after_the_sequence_are_keyword_only():
     ("compare_exchange", "compare_exchange(a, index, expected, desired, /)"),
 ])
 def test_help_shows_the_signature(name, expected):
+    if inspect.isclass(getattr(pyshl, name)) and sys.version_info < (3, 7):
+        pytest.skip("help() shows the signatures of classes from Python 3.7 on")
     text = pydoc.render_doc(getattr(pyshl, name), renderer=pydoc.plaintext)
     assert expected in text
 
