@@ -10,6 +10,7 @@ Needs matplotlib.
 """
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,18 +82,22 @@ def bar_chart(path, title, labels, series, *, unit, log, note):
 
     count = len(series)
     height = 0.8 / count
-    figure, axes = plt.subplots(figsize=(8.5, 0.45 + len(labels) * (0.22 + 0.2 * count)))
+    lines = sum(len(textwrap.wrap(label, 34)) for label in labels)
+    figure, axes = plt.subplots(figsize=(8.5, 0.6 + max(len(labels) * (0.22 + 0.2 * count),
+                                                        lines * 0.17)))
     shown = [v for _, _, values in series for v in values if v]
     for k, (name, colour, values) in enumerate(series):
         positions = [i + (k - (count - 1) / 2) * height for i in range(len(labels))]
         widths = [v or 0 for v in values]
+        if count == 1:     # one series: each bar in its contender's colour
+            colour = [_colour(label, 0) for label in labels]
         axes.barh(positions, widths, height=height * 0.92, color=colour, label=name)
         for y, v in zip(positions, values):
             if v:
                 text = _seconds_label(v) if unit == "s" else _plain_label(v)
                 axes.text(v, y, " " + text, va="center", fontsize=7)
     axes.set_yticks(range(len(labels)))
-    axes.set_yticklabels(labels, fontsize=8)
+    axes.set_yticklabels([textwrap.fill(label, 34) for label in labels], fontsize=8)
     axes.invert_yaxis()
     if log:
         axes.set_xscale("log")
@@ -109,7 +114,8 @@ def bar_chart(path, title, labels, series, *, unit, log, note):
                         fontsize=8)
     axes.tick_params(axis="x", labelsize=7)
     axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=7, loc="best")
+    if count > 1:
+        axes.legend(fontsize=7, loc="best")
     figure.text(0.01, 0.005, note, fontsize=6, color="#555555")
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     figure.savefig(str(path), format="svg", metadata={"Date": None})
@@ -151,7 +157,8 @@ def draw(results, out):
     if core:
         _, header, rows = core[0]
         rows = [row for row in rows if value(row[3]) is not None]   # the stdlib has the row
-        chart("core", "Time per operation: %s" % core[0][0].split(",")[0],
+        items = re.match(r"[0-9,]+ items", core[0][0])
+        chart("core", "Time per operation" + (", %s" % items.group(0) if items else ""),
               [row[0] for row in rows],
               [("list / NumPy floor", COLOURS["floor"], _column(rows, 1)),
                ("standard ShareableList", COLOURS["stdlib"], _column(rows, 3)),
@@ -170,8 +177,8 @@ def draw(results, out):
                ("private np.add.at", COLOURS["floor"], _column(rows, 2))],
               "million updates/s", False, note)
         caption, header, rows = peers[2]
-        chart("peers-workers", "Many processes adding into shared counters (%s)"
-              % caption.split(";")[0].rstrip(":"), [row[0] for row in rows],
+        chart("peers-workers", "Shared counters: %s" % caption.split(";")[0].rstrip(":"),
+              [row[0] for row in rows],
               [("updates/s", COLOURS["pyshl"], _column(rows, 1))], "updates/s", True, note)
 
     locks, note = source("bench_locks")

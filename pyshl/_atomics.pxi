@@ -194,6 +194,8 @@ cdef class Cell:
     the cell is made, and each call checks only that the list is open and the
     item still holds an int or a float.  A cell keeps its list alive and
     pickles with it, by name.
+
+    Attributes: ``list`` and ``index``, the item.
     """
     cdef readonly ShareableList list
     cdef readonly Py_ssize_t index

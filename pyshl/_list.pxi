@@ -45,6 +45,8 @@ cdef class ShareableList:
     ``track`` registers the segment with the resource tracker so that it is
     unlinked when this process exits; by default only the creator does.
     ``readonly=True`` attaches read-only: every write raises TypeError.
+
+    ``shm`` is the list's SharedMemory (``shm.name`` names the segment).
     """
     def __cinit__(self, *args, **kwargs):
         self._map = _CLOSED
@@ -115,12 +117,13 @@ cdef class ShareableList:
         return _scan(self, value, 0, True) >= 0
 
     def count(self, value):
-        """L.count(value) -> integer -- return number of occurrences of value."""
+        """The number of items equal to value (compared as Python's == does)."""
         return _scan(self, value, 1, False)
 
     def index(self, value):
-        """L.index(value) -> integer -- return first index of value.
-        Raises ValueError if the value is not present."""
+        """The index of the first item equal to value.
+
+        Raises ValueError if no item is equal to it."""
         cdef Py_ssize_t k = _scan(self, value, 0, False)
         if k < 0:
             if _INDEX_MISS_NEW:
@@ -149,8 +152,8 @@ cdef class ShareableList:
         of each slot's flag byte).  Writes through the array are writes to the
         list, seen by every process at once.  It pickles as a reference to the
         segment (a SharedArray), so workers that receive it write into the same
-        slots.  The array is typed by the items when it is made: see the README
-        for what it shows if another process later stores another type.  An
+        slots.  The array is typed by the items when it is made: see the guide
+        on views for what it shows if another process later stores another type.  An
         empty range needs ``dtype``.  A list attached with readonly=True gives
         read-only arrays.
 

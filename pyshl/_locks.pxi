@@ -75,11 +75,14 @@ cdef class Lock:
     lock is free and the holder's claim id while it is held, so the lock
     needs no other segment or semaphore: it attaches and pickles with its list,
     by name.  The API is ``threading.Lock``'s.  Waiters sleep in the kernel (a
-    futex on the item).  The holder is named by its claim id (_claims.h), which
-    means the same thread in every PID namespace; a waiter that finds the
-    holder's claim gone (its thread or process ended) takes the lock over
-    within about 0.1 s, sets ``recovered`` and warns with
-    LockRecoveredWarning.  The item must not be written by other code.
+    futex on the item).  The holder is named by its claim id, which means the
+    same thread in every PID namespace; a waiter looks every 20 ms, and if it
+    finds the holder's claim gone (its thread or process ended) it takes the
+    lock over, sets ``recovered`` and warns with LockRecoveredWarning.  The
+    item must not be written by other code.
+
+    Attributes: ``list`` and ``index``, the item; ``recovered``, whether the
+    last acquire() took the lock over from a dead holder.
 
     A Lock keeps its list's memory mapped while it exists (as a view of the
     list does): a thread that holds it when the list is closed can still

@@ -60,8 +60,9 @@ class SharedMemoryManager(getattr(managers, "SharedMemoryManager", managers.Base
     ``SharedMemory(size)`` a ``pyshl.SharedMemory``, each tracked by the
     manager process and unlinked when the manager shuts down
     (``with SharedMemoryManager() as smm:`` or ``smm.shutdown()``).  Segments
-    unlinked earlier by their users are skipped.  (On Python 3.7, which has no
-    SharedMemoryManager, it is a BaseManager with the same methods.)
+    unlinked earlier by their users are skipped.  (On Python 3.6 and 3.7,
+    which have no SharedMemoryManager, it is a BaseManager with the same
+    methods.)
     """
 
     _Server = _Server

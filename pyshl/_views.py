@@ -229,6 +229,9 @@ class SharedArray(np.ndarray):
     raises FileNotFoundError, after it was replaced (a new segment under its
     name) or its slots changed kind ValueError; unpickling never registers the
     segment with the resource tracker, so a worker never unlinks it.
+
+    Its constructor is ``np.ndarray``'s, which makes a private array: make
+    shared ones with the functions above.
     """
 
     def __reduce__(self):
