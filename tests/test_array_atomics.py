@@ -180,7 +180,7 @@ def test_add_at_into_windows(shared, window):
 
 
 def test_float_sums_are_combined_per_target(shared):
-    # What the README says: each target's updates are summed privately
+    # What the aggregation guide says: each target's updates are summed privately
     # (starting from -0.0), then added once.
     a = shared(pyshl.zeros, 1, np.float64)
     a[0] = 2.0**53

@@ -376,7 +376,7 @@ def test_add_at_into_floats_matches_numpy_where_the_readme_says(make):
     sums.add_at(indices, deltas)
     assert sums.tolist() == expected.tolist()
     # Beyond that, a target's int deltas are summed exactly and rounded once,
-    # where np.add.at rounds at each add (the README says so).
+    # where np.add.at rounds at each add (the aggregation guide says so).
     big = make([0.0])
     big.add_at([0, 0, 0], [2 ** 53, 1, 1])
     expected = np.zeros(1)

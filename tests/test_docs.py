@@ -19,9 +19,9 @@ PAGES = [ROOT / "README.md"] + sorted(
     if not {"_build", "_generated", "results"} & set(path.relative_to(DOCS).parts))
 
 FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```[ \t]*$", flags=re.S | re.M)
-# A comment on the line before a block: <!-- not run: REASON --> or
+# A comment on the line right before a block: <!-- not run: REASON --> or
 # <!-- example: requires Python 3.9 (...) -->.
-MARKER = re.compile(r"<!--\s*(not run|example):\s*(.*?)\s*-->\s*\n$", flags=re.S)
+MARKER = re.compile(r"^<!--\s*(not run|example):\s*(.*?)\s*-->$")
 
 
 def code_blocks():
@@ -35,7 +35,7 @@ def code_blocks():
             if language.startswith("{"):
                 continue
             before = text[:match.start()]
-            marker = MARKER.search(before[-300:])
+            marker = MARKER.match(before.rstrip("\n").rsplit("\n", 1)[-1])
             blocks.append((page.relative_to(ROOT).as_posix(), before.count("\n") + 1, language,
                            match.group(2), marker and marker.group(1),
                            marker and marker.group(2)))
@@ -44,6 +44,14 @@ def code_blocks():
 
 BLOCKS = code_blocks()
 EXAMPLES = [block for block in BLOCKS if block[2] == "python" and block[4] != "not run"]
+
+
+def test_every_block_is_a_fence_at_the_margin():
+    # Only ``` fences at the start of a line are collected above: no page may
+    # hide a block in another form (indented, ~~~, or MyST's ::: and code-block).
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            assert not re.match(r"\s+```|~~~|:::|```\{code", line), "%s:%d" % (page, number)
 
 
 def test_the_pages_have_examples():
@@ -85,6 +93,8 @@ def test_example_runs_and_cleans_up(page, line, code, requirement, method, tmp_p
     before = segment_names()
     script = tmp_path / "example.py"
     if method is not None:
+        # The examples ask for spawn, the strictest; each runs under every method.
+        code = code.replace('get_context("spawn")', "get_context(%r)" % method)
         code = ("import multiprocessing\nmultiprocessing.set_start_method(%r, force=True)\n"
                 % method) + code
     script.write_text(code)
