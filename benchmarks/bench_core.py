@@ -3,7 +3,7 @@
     python benchmarks/bench_core.py            # a million ints (about a minute)
     python benchmarks/bench_core.py -n 100000  # quicker
 
-Prints a Markdown table of medians and ratios (the README's table).
+Prints a Markdown table of medians and ratios (the performance page's table).
 """
 import argparse
 import sys

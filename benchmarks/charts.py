@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "performance" / "results"
 OUT = ROOT / "docs" / "_generated" / "charts"
 
-SECONDS = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+SECONDS = {"ns": 1e-9, "µs": 1e-6, "\u03bcs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 COLOURS = {"pyshl": "#1b6ca8", "stdlib": "#c0392b", "floor": "#7f8c8d", "peer": "#e08e0b",
            "other": "#8e44ad", "extra": "#27ae60"}
 
@@ -28,7 +28,8 @@ def tables(text):
     i = 0
     while i < len(lines):
         line = lines[i].strip()
-        if line.startswith("|") and i + 1 < len(lines) and set(lines[i + 1].strip()) <= set("|-: "):
+        rule = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if line.startswith("|") and "-" in rule and set(rule) <= set("|-: "):
             header = _cells(line)
             rows = []
             i += 2
@@ -48,13 +49,26 @@ def _cells(line):
 
 
 def value(cell):
-    """A cell's number, times in seconds; None for a cell with no number."""
-    match = re.match(r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)\s*(ns|µs|us|ms|s)?(?![A-Za-z])",
-                     cell.strip())
-    if match is None:
+    """A cell's number, times in seconds; None for a cell with no number ("—").
+    A number followed by a unit this script does not know raises ValueError."""
+    cell = cell.strip()
+    number = re.match(r"-?[0-9][0-9,]*(?:\.[0-9]+)?", cell)
+    if number is None:
         return None
-    number = float(match.group(1).replace(",", ""))
-    return number * SECONDS[match.group(2)] if match.group(2) else number
+    rest = cell[number.end():].lstrip()
+    unit = re.match(r"(ns|µs|\u03bcs|us|ms|s)(?!\w)", rest)
+    if unit is None and rest[:1].isalpha():
+        raise ValueError("a cell with an unknown unit: %r" % cell)
+    result = float(number.group(0).replace(",", ""))
+    return result * SECONDS[unit.group(1)] if unit else result
+
+
+def pick(found, *columns):
+    """The first table whose header begins with these column names."""
+    for caption, header, rows in found:
+        if tuple(header[:len(columns)]) == columns:
+            return caption, header, rows
+    raise ValueError("no table with columns %s" % (columns,))
 
 
 def machine(text):
@@ -155,9 +169,9 @@ def draw(results, out):
 
     core, note = source("bench_core")
     if core:
-        _, header, rows = core[0]
+        caption, header, rows = pick(core, "operation", "list / NumPy floor")
         rows = [row for row in rows if value(row[3]) is not None]   # the stdlib has the row
-        items = re.match(r"[0-9,]+ items", core[0][0])
+        items = re.match(r"[0-9,]+ items", caption)
         chart("core", "Time per operation" + (", %s" % items.group(0) if items else ""),
               [row[0] for row in rows],
               [("list / NumPy floor", COLOURS["floor"], _column(rows, 1)),
@@ -166,24 +180,24 @@ def draw(results, out):
 
     peers, note = source("bench_peers")
     if peers:
-        _, header, rows = peers[0]
+        _, header, rows = pick(peers, "contender", "fetch_add")
         chart("peers-per-call", "One atomic operation per call, one process", header[1:5],
               [(row[0], _colour(row[0], k), [v * 1e-9 if v else None for v in
                                              (value(cell) for cell in row[1:5])])
                for k, row in enumerate(rows)], "s", True, note)
-        _, header, rows = peers[1]
+        _, header, rows = pick(peers, "case", "pyshl add_at")
         chart("peers-add-at", "add_at, one process", [row[0] for row in rows],
               [("pyshl add_at", COLOURS["pyshl"], _column(rows, 1)),
                ("private np.add.at", COLOURS["floor"], _column(rows, 2))],
               "million updates/s", False, note)
-        caption, header, rows = peers[2]
+        caption, header, rows = pick(peers, "contender", "updates/s")
         chart("peers-workers", "Shared counters: %s" % caption.split(";")[0].rstrip(":"),
               [row[0] for row in rows],
               [("updates/s", COLOURS["pyshl"], _column(rows, 1))], "updates/s", True, note)
 
     locks, note = source("bench_locks")
     if locks:
-        _, header, rows = locks[0]
+        _, header, rows = pick(locks, "contender", "acquire(); release()")
         rows = [row for row in rows if row[0] != "ratio"]
         chart("locks", "sl.lock(i) against multiprocessing.Lock", header[1:4],
               [(row[0], _colour(row[0], k), [value(cell) for cell in row[1:4]])
@@ -191,19 +205,19 @@ def draw(results, out):
 
     arrays, note = source("bench_arrays")
     if arrays:
-        _, header, rows = arrays[2]
+        _, header, rows = pick(arrays, "case", "pyshl.add_at")
         chart("arrays-add-at", "add_at into a shared array, one process",
               [row[0] for row in rows],
               [(header[k], colour, _column(rows, k))
                for k, colour in ((1, COLOURS["pyshl"]), (2, COLOURS["floor"]),
                                  (3, COLOURS["stdlib"]), (4, COLOURS["extra"]))],
               "million updates/s", True, note)
-        _, header, rows = arrays[1]
+        _, header, rows = pick(arrays, "array", "SharedMemory + np.ndarray (by hand)")
         chart("arrays-attach", "Attaching to a shared array by name", [row[0] for row in rows],
               [(header[1], COLOURS["floor"], [v * 1e-6 if v else None for v in _column(rows, 1)]),
                (header[2], COLOURS["pyshl"], [v * 1e-6 if v else None for v in _column(rows, 2)])],
               "s", False, note)
-        caption, header, rows = arrays[3]
+        caption, header, rows = pick(arrays, "how", "M updates/s")
         chart("arrays-workers", caption.split("(")[0].strip(), [row[0] for row in rows],
               [("million updates/s", COLOURS["pyshl"], _column(rows, 1))],
               "million updates/s", False, note)

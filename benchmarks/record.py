@@ -26,7 +26,7 @@ BENCHMARKS = ["bench_core", "bench_peers", "bench_locks", "bench_arrays"]
 def _version(module):
     try:
         return __import__(module).__version__
-    except ImportError:
+    except (ImportError, AttributeError):
         return None
 
 
