@@ -113,7 +113,6 @@ def read_header(memory, size, written, name):
     return fields["descr"], shape, fortran_order, end
 
 
-# The header np.save and pyshl write for a dtype given by one string.
 # The header np.save and pyshl write for a dtype given by one string, with a
 # shape as repr() writes a tuple: (), (3,), (3, 4).
 _DIM = r"(?:0|[1-9][0-9]{0,19})"
